@@ -1,0 +1,1 @@
+"""What the optimum means to an operator: the cluster plan and the solution report."""

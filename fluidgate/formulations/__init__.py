@@ -1,0 +1,1 @@
+"""The fluid LP of DESIGN.md §2 and the SLO constraints of §3, built with Pyomo."""

@@ -1,0 +1,1 @@
+"""Discrete-event validation of controllers (DESIGN.md §6); not built yet."""

@@ -1,0 +1,1 @@
+"""The policy language: grammar, parser, unit handling and the semantic checker."""

@@ -1,0 +1,52 @@
+"""The front end's public entry points: text or file → checked `Policy`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fluidgate.diagnostics import Diagnostic, DiagnosticBag, PolicyError
+from fluidgate.model import Policy
+from fluidgate.sli_dsl.checker import check_document
+from fluidgate.sli_dsl.parser import PolicyParser
+
+
+@dataclass(frozen=True)
+class CheckedPolicy:
+    policy: Policy
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+
+def parse_policy(
+    text: str,
+    file: str = "<policy>",
+    base_dir: Path | None = None,
+    parser: PolicyParser | None = None,
+) -> CheckedPolicy:
+    """Parse and check policy text; raise `PolicyError` carrying every error found."""
+    doc = (parser or PolicyParser()).parse(text, file)
+    bag = DiagnosticBag()
+    policy = check_document(doc, base_dir, bag)
+    if bag.errors or policy is None:
+        raise PolicyError(bag.items, text)
+    return CheckedPolicy(policy, bag.warnings)
+
+
+def load_policy(path: str | Path, parser: PolicyParser | None = None) -> CheckedPolicy:
+    """Read a policy file; relative `iteration from` paths resolve next to it."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise PolicyError([Diagnostic(f"policy file '{p}' does not exist")]) from None
+    except IsADirectoryError:
+        raise PolicyError([Diagnostic(f"'{p}' is a directory, not a policy file")]) from None
+    except OSError as exc:
+        raise PolicyError([Diagnostic(f"cannot read '{p}': {exc.strerror}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError(
+            [Diagnostic(f"'{p}' is not UTF-8 text (bad byte at offset {exc.start})")]
+        ) from None
+    return parse_policy(text, str(p), p.parent, parser)

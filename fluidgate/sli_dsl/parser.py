@@ -1,0 +1,261 @@
+"""Text → `Document`, with syntax errors worded for people rather than for parser authors.
+
+The grammar is the packaged `policy.lark`; the LALR tables are built once per `PolicyParser`
+(construct one and reuse it when parsing many files).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from importlib import resources
+from typing import Any
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from fluidgate.diagnostics import Diagnostic, PolicyError, Span
+from fluidgate.sli_dsl import syntax as sx
+
+_TERMINAL_WORDS = {
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "STRING": 'a string in double quotes ("...")',
+    "UNIT": "a unit",
+    "COMPARE": "a comparison ('<=', '>=' or '==')",
+    "_SEP": "the end of the statement (a new line or ';')",
+    "$END": "the end of the file",
+    "SOFT": "'soft'",
+}
+
+
+_CHARACTER_HINTS = {
+    '"': 'a string must be closed with \'"\' on the same line',
+    "<": "comparisons are written '<=', '>=' or '=='",
+    ">": "comparisons are written '<=', '>=' or '=='",
+    "=": "comparisons are written '<=', '>=' or '=='",
+    "!": "the language has no '!='; use '<=', '>=' or '=='",
+}
+
+
+def _describe_expected(parser: Lark, expected: set[str]) -> str:
+    words: set[str] = set()
+    by_name = {t.name: t for t in parser.terminals}
+    for name in expected:
+        if name in _TERMINAL_WORDS:
+            words.add(_TERMINAL_WORDS[name])
+            continue
+        term = by_name.get(name)
+        if term is not None and term.pattern.type == "str":
+            words.add(f"'{term.pattern.value}'")
+        else:
+            words.add(name.lower())
+    ordered = sorted(words, key=lambda w: (not w.startswith("'"), w))
+    if len(ordered) == 1:
+        return ordered[0]
+    return ", ".join(ordered[:-1]) + " or " + ordered[-1]
+
+
+def _describe_token(token: Token) -> str:
+    if token.type == "$END":
+        return "end of file"
+    if token.type == "_SEP":
+        return "end of line" if "\n" in token.value else "';'"
+    return f"'{token.value}'"
+
+
+class PolicyParser:
+    """Parses policy text into the raw syntax tree; raises `PolicyError` on bad syntax."""
+
+    @cached_property
+    def _lark(self) -> Lark:
+        grammar = resources.files("fluidgate.sli_dsl").joinpath("policy.lark").read_text("utf-8")
+        return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+    def parse(self, text: str, file: str = "<policy>") -> sx.Document:
+        try:
+            tree = self._lark.parse(text)
+        except UnexpectedInput as exc:
+            raise PolicyError([self._syntax_diagnostic(exc, text, file)], text) from None
+        items = _ToSyntax(file).transform(tree)
+        return sx.Document(file=file, text=text, items=tuple(items))
+
+    def _syntax_diagnostic(self, exc: UnexpectedInput, text: str, file: str) -> Diagnostic:
+        hint: str | None = None
+        line = max(1, exc.line if isinstance(exc.line, int) and exc.line > 0 else 1)
+        column = max(1, exc.column if isinstance(exc.column, int) and exc.column > 0 else 1)
+        width = 1
+        if isinstance(exc, UnexpectedToken):
+            tok = exc.token
+            if tok.type == "$END":
+                line, column = _end_position(text)
+            else:
+                width = max(1, len(tok.value.split("\n")[0]))
+            accepts = set(getattr(exc, "accepts", None) or exc.expected)
+            message = (
+                f"unexpected {_describe_token(tok)}; expected "
+                f"{_describe_expected(self._lark, accepts)}"
+            )
+        elif isinstance(exc, UnexpectedCharacters):
+            char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+            allowed = set(exc.allowed or ())
+            message = f"unexpected character {char!r}"
+            if allowed:
+                message += f"; expected {_describe_expected(self._lark, allowed)}"
+            hint = _CHARACTER_HINTS.get(char)
+        elif isinstance(exc, UnexpectedEOF):
+            line, column = _end_position(text)
+            message = (
+                "unexpected end of file; expected "
+                f"{_describe_expected(self._lark, set(exc.expected))}"
+            )
+        else:  # pragma: no cover - lark has no other UnexpectedInput subclasses
+            message = "syntax error"
+        return Diagnostic(message, Span(file, line, column, line, column + width), hint=hint)
+
+
+def _end_position(text: str) -> tuple[int, int]:
+    lines = text.split("\n")
+    while len(lines) > 1 and not lines[-1].strip():
+        lines.pop()
+    return len(lines), len(lines[-1]) + 1
+
+
+def _unescape(literal: str) -> str:
+    """Undo the two escapes the language has (`\\"` and `\\\\`); never evaluates the text."""
+    body = literal[1:-1]
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        if body[i] == "\\" and i + 1 < len(body):
+            out.append(body[i + 1])
+            i += 2
+        else:
+            out.append(body[i])
+            i += 1
+    return "".join(out)
+
+
+class _ToSyntax(Transformer[Token, Any]):
+    def __init__(self, file: str) -> None:
+        super().__init__()
+        self._file = file
+
+    def _span(self, meta: Any) -> Span:
+        return Span(self._file, meta.line, meta.column, meta.end_line, meta.end_column)
+
+    def _tspan(self, tok: Token) -> Span:
+        return Span(
+            self._file,
+            tok.line or 1,
+            tok.column or 1,
+            tok.end_line or tok.line or 1,
+            tok.end_column or (tok.column or 1) + len(tok.value),
+        )
+
+    def start(self, children: list[Any]) -> list[Any]:
+        return children
+
+    @v_args(meta=True)
+    def policy_decl(self, meta: Any, ch: list[Token]) -> sx.PolicyDecl:
+        return sx.PolicyDecl(_unescape(ch[0].value), self._span(meta))
+
+    @v_args(meta=True)
+    def cluster(self, meta: Any, ch: list[Any]) -> sx.ClusterBlock:
+        assigns = tuple(c for c in ch if isinstance(c, sx.Assign))
+        its = tuple(c for c in ch if isinstance(c, sx.IterationBlock | sx.IterationFrom))
+        return sx.ClusterBlock(assigns, its, self._span(meta))
+
+    @v_args(meta=True)
+    def iteration_block(self, meta: Any, ch: list[sx.Assign]) -> sx.IterationBlock:
+        return sx.IterationBlock(tuple(ch), self._span(meta))
+
+    @v_args(meta=True)
+    def iteration_from(self, meta: Any, ch: list[Token]) -> sx.IterationFrom:
+        return sx.IterationFrom(_unescape(ch[0].value), self._span(meta), self._tspan(ch[0]))
+
+    @v_args(meta=True)
+    def pricing(self, meta: Any, ch: list[Any]) -> sx.PricingBlock:
+        mode = ch[0]
+        return sx.PricingBlock(mode.value, self._tspan(mode), tuple(ch[1:]), self._span(meta))
+
+    @v_args(meta=True)
+    def klass(self, meta: Any, ch: list[Any]) -> sx.ClassBlock:
+        name = ch[0]
+        assigns = tuple(c for c in ch[1:] if isinstance(c, sx.Assign))
+        prices = tuple(c for c in ch[1:] if isinstance(c, sx.PriceBlock))
+        return sx.ClassBlock(name.value, self._tspan(name), assigns, prices, self._span(meta))
+
+    @v_args(meta=True)
+    def price_block(self, meta: Any, ch: list[sx.Assign]) -> sx.PriceBlock:
+        return sx.PriceBlock(tuple(ch), self._span(meta))
+
+    @v_args(meta=True)
+    def objective(self, meta: Any, ch: list[Token]) -> sx.ObjectiveDecl:
+        return sx.ObjectiveDecl(ch[0].value, self._span(meta), self._tspan(ch[0]))
+
+    @v_args(meta=True)
+    def slo(self, meta: Any, ch: list[sx.Constraint]) -> sx.SloBlock:
+        return sx.SloBlock(tuple(ch), self._span(meta))
+
+    @v_args(meta=True)
+    def constraint(self, meta: Any, ch: list[Any]) -> sx.Constraint:
+        soft = isinstance(ch[0], Token) and ch[0].type == "SOFT"
+        rest = ch[1:] if soft else ch
+        lhs, op, rhs = rest[0], rest[1], rest[2]
+        penalty = rest[3] if len(rest) > 3 else None
+        return sx.Constraint(soft, lhs, op.value, rhs, penalty, self._span(meta))
+
+    def penalty(self, ch: list[Any]) -> Any:
+        return ch[0]
+
+    @v_args(meta=True)
+    def assign(self, meta: Any, ch: list[Any]) -> sx.Assign:
+        return sx.Assign(ch[0].value, ch[1], self._span(meta), self._tspan(ch[0]))
+
+    def _binary(self, op: str, meta: Any, ch: list[Any]) -> sx.Binary:
+        return sx.Binary(op, ch[0], ch[1], self._span(meta))
+
+    @v_args(meta=True)
+    def add(self, meta: Any, ch: list[Any]) -> sx.Binary:
+        return self._binary("+", meta, ch)
+
+    @v_args(meta=True)
+    def sub(self, meta: Any, ch: list[Any]) -> sx.Binary:
+        return self._binary("-", meta, ch)
+
+    @v_args(meta=True)
+    def mul(self, meta: Any, ch: list[Any]) -> sx.Binary:
+        return self._binary("*", meta, ch)
+
+    @v_args(meta=True)
+    def div(self, meta: Any, ch: list[Any]) -> sx.Binary:
+        return self._binary("/", meta, ch)
+
+    @v_args(meta=True)
+    def neg(self, meta: Any, ch: list[Any]) -> sx.Negate:
+        return sx.Negate(ch[0], self._span(meta))
+
+    @v_args(meta=True)
+    def quantity(self, meta: Any, ch: list[Any]) -> sx.Quantity:
+        number = ch[0]
+        unit = next((c.value for c in ch[1:] if isinstance(c, Token) and c.type == "UNIT"), None)
+        pers = tuple(c for c in ch[1:] if isinstance(c, str) and not isinstance(c, Token))
+        return sx.Quantity(float(number.value), unit, pers, self._span(meta))
+
+    def per(self, ch: list[Token]) -> str:
+        return str(ch[0].value)
+
+    @v_args(meta=True)
+    def metric(self, meta: Any, ch: list[Token]) -> sx.Metric:
+        name = ch[0]
+        arg = ch[1] if len(ch) > 1 else None
+        return sx.Metric(
+            name.value,
+            arg.value if arg is not None else None,
+            self._span(meta),
+            self._tspan(name),
+            self._tspan(arg) if arg is not None else None,
+        )
+
+    def __default__(self, data: Any, children: Any, meta: Any) -> Any:  # pragma: no cover
+        return Tree(data, children, meta)

@@ -1,0 +1,179 @@
+"""Check the `slo` block: metric names, class arguments, dimensions, `all` expansion.
+
+The result is a list of `SloConstraint` trees in base units (rates and money cluster-wide).
+Whether each one is *linear* in the LP variables is decided by the formulation, which owns
+the variables; here we only make sure it means something.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from fluidgate.diagnostics import DiagnosticBag, did_you_mean
+from fluidgate.model import BinOp, Const, Expr, MetricRef, Neg, Op, SloConstraint
+from fluidgate.model import Cluster
+from fluidgate.sli_dsl import syntax as sx
+from fluidgate.sli_dsl.evaluate import quantity_value
+from fluidgate.sli_dsl.units import MONEY_RATE, NUMBER, RATE, TIME, Dim
+
+
+@dataclass(frozen=True, slots=True)
+class MetricInfo:
+    dim: Dim
+    arg: str  # "class", "optional-class", "none", "pool"
+    ratio: bool = False
+
+
+METRICS: dict[str, MetricInfo] = {
+    "rate": MetricInfo(RATE, "class"),
+    "admitted": MetricInfo(RATE, "class"),
+    "served": MetricInfo(RATE, "class"),
+    "abandonment": MetricInfo(NUMBER, "class"),
+    "wait": MetricInfo(TIME, "class"),
+    "ttft": MetricInfo(TIME, "class"),
+    "tpot": MetricInfo(TIME, "optional-class", ratio=True),
+    "spread": MetricInfo(NUMBER, "pool"),
+    "mixed_gpus": MetricInfo(NUMBER, "none"),
+    "revenue": MetricInfo(MONEY_RATE, "none"),
+}
+POOLS = ("prefill", "decode")
+
+
+def _check_metric(m: sx.Metric, classes: Sequence[str], bag: DiagnosticBag) -> MetricInfo | None:
+    info = METRICS.get(m.name)
+    if info is None:
+        bag.error(f"unknown metric '{m.name}'{did_you_mean(m.name, METRICS)}", m.name_span,
+                  hint=f"metrics are {', '.join(METRICS)}")
+        return None
+    arg_span = m.arg_span or m.span
+    if info.arg == "none" and m.arg is not None:
+        bag.error(f"'{m.name}' takes no argument", arg_span)
+        return None
+    if info.arg == "class" and m.arg is None:
+        bag.error(f"'{m.name}' needs a class, like '{m.name}(all)' or "
+                  f"'{m.name}({classes[0] if classes else 'chat'})'", m.span)
+        return None
+    if info.arg == "pool":
+        if m.arg not in POOLS:
+            got = f"'{m.arg}'" if m.arg else "nothing"
+            bag.error(f"'spread' takes 'prefill' or 'decode', not {got}"
+                      f"{did_you_mean(m.arg or '', POOLS)}", arg_span)
+            return None
+    elif m.arg is not None and m.arg != "all" and m.arg not in classes:
+        bag.error(f"unknown class '{m.arg}'{did_you_mean(m.arg, classes)}", arg_span)
+        return None
+    return info
+
+
+@dataclass
+class _Typed:
+    expr: Expr
+    dim: Dim
+    uses_all: bool
+    has_ratio: bool
+    is_zero: bool = False
+
+
+def _type(
+    e: sx.SyntaxExpr, classes: Sequence[str], cluster: Cluster | None, bag: DiagnosticBag
+) -> _Typed | None:
+    if isinstance(e, sx.Quantity):
+        v = quantity_value(e, bag)
+        if v is None:
+            return None
+        value = v.value * (cluster.gpus if v.per_gpu and cluster is not None else 1)
+        return _Typed(Const(value, e.span), v.dim, False, False, value == 0.0)
+    if isinstance(e, sx.Metric):
+        info = _check_metric(e, classes, bag)
+        if info is None:
+            return None
+        return _Typed(MetricRef(e.name, e.arg, e.span), info.dim, e.arg == "all", info.ratio)
+    if isinstance(e, sx.Negate):
+        t = _type(e.operand, classes, cluster, bag)
+        return None if t is None else _Typed(Neg(t.expr, e.span), t.dim, t.uses_all,
+                                              t.has_ratio, t.is_zero)
+    left = _type(e.left, classes, cluster, bag)
+    right = _type(e.right, classes, cluster, bag)
+    if left is None or right is None:
+        return None
+    op = e.op
+    assert op in ("+", "-", "*", "/")
+    if op in "+-":
+        dim = _common_dim(left, right, "add" if op == "+" else "subtract", e, bag)
+        if dim is None:
+            return None
+    else:
+        dim = left.dim * right.dim if op == "*" else left.dim / right.dim
+    node = BinOp(op, left.expr, right.expr, e.span)
+    return _Typed(node, dim, left.uses_all or right.uses_all, left.has_ratio or right.has_ratio)
+
+
+def _common_dim(
+    left: _Typed, right: _Typed, verb: str, where: sx.Binary | sx.Constraint, bag: DiagnosticBag
+) -> Dim | None:
+    """Dimensions must agree; a literal zero fits any dimension."""
+    if left.dim == right.dim or right.is_zero:
+        return left.dim
+    if left.is_zero:
+        return right.dim
+    bag.error(f"cannot {verb} {left.dim.describe()} and {right.dim.describe()}", where.span)
+    return None
+
+
+def _expand_all(e: Expr, cls: str) -> Expr:
+    if isinstance(e, MetricRef):
+        return MetricRef(e.name, cls, e.span) if e.arg == "all" else e
+    if isinstance(e, BinOp):
+        return BinOp(e.op, _expand_all(e.left, cls), _expand_all(e.right, cls), e.span)
+    if isinstance(e, Neg):
+        return Neg(_expand_all(e.operand, cls), e.span)
+    return e
+
+
+def check_slo_block(
+    block: sx.SloBlock,
+    classes: Sequence[str],
+    cluster: Cluster | None,
+    source: str,
+    bag: DiagnosticBag,
+) -> list[SloConstraint]:
+    out: list[SloConstraint] = []
+    lines = source.splitlines()
+    for c in block.constraints:
+        lhs = _type(c.lhs, classes, cluster, bag)
+        rhs = _type(c.rhs, classes, cluster, bag)
+        penalty = 0.0
+        if c.penalty is not None:
+            if not c.soft:
+                bag.error("'penalty' only applies to a soft constraint; write 'soft' first",
+                          c.penalty.span)
+            p = _type(c.penalty, classes, cluster, bag)
+            if p is not None:
+                if not isinstance(p.expr, Const) or p.dim != NUMBER or p.expr.value < 0:
+                    bag.error("a penalty is a non-negative number (money per unit of "
+                              "violation)", c.penalty.span)
+                else:
+                    penalty = p.expr.value
+        elif c.soft:
+            bag.error("a soft constraint needs 'penalty <number>'", c.span)
+        if lhs is None or rhs is None:
+            continue
+        if _common_dim(lhs, rhs, "compare", c, bag) is None:
+            continue
+        if c.soft and (lhs.has_ratio or rhs.has_ratio):
+            bag.error("a ratio metric (tpot) may not appear in a soft constraint", c.span)
+            continue
+        text = lines[c.span.line - 1].strip() if c.span.line <= len(lines) else ""
+        op: Op = "<=" if c.op == "<=" else ">=" if c.op == ">=" else "=="
+        base = text.split("#")[0].strip()
+        if lhs.uses_all or rhs.uses_all:
+            for cls in classes:
+                out.append(SloConstraint(
+                    label=f"{base} [{cls}]", lhs=_expand_all(lhs.expr, cls), op=op,
+                    rhs=_expand_all(rhs.expr, cls), soft=c.soft, penalty=penalty, text=text,
+                    span=c.span))
+        else:
+            out.append(SloConstraint(label=base, lhs=lhs.expr, op=op, rhs=rhs.expr,
+                                     soft=c.soft, penalty=penalty, text=text, span=c.span))
+    return out

@@ -1,0 +1,126 @@
+"""HiGHS backend (the default): embedded, open source, no licence."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from fluidgate.solvers.base import (
+    Availability,
+    Capabilities,
+    MatrixLP,
+    SolveOptions,
+    SolverResult,
+    TerminationStatus,
+)
+
+
+@contextlib.contextmanager
+def _stdout_silenced() -> Iterator[None]:
+    """HiGHS prints a banner from C++ on the first `Highs()`, whatever its options say."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stdout (captured, notebooks)
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+class HighsSolver:
+    name = "highs"
+    capabilities = Capabilities(duals=True, iis=True)
+
+    def available(self) -> Availability:
+        try:
+            import highspy  # noqa: F401
+        except ImportError:
+            return Availability(False, "highspy is not installed (pip install highspy)")
+        return Availability(True)
+
+    def _load(self, lp: MatrixLP, options: SolveOptions) -> Any:
+        import highspy
+
+        with _stdout_silenced():
+            h = highspy.Highs()
+            h.setOptionValue("output_flag", bool(options.verbose))
+        if options.time_limit is not None:
+            h.setOptionValue("time_limit", float(options.time_limit))
+        if options.method in ("simplex", "ipm"):
+            h.setOptionValue("solver", options.method)
+        n_rows, n_cols = lp.shape
+        A = lp.A.tocsc()  # type: ignore[attr-defined]
+        model = highspy.HighsLp()
+        model.num_col_ = n_cols
+        model.num_row_ = n_rows
+        model.sense_ = highspy.ObjSense.kMaximize
+        model.offset_ = float(lp.offset)
+        model.col_cost_ = np.asarray(lp.c, dtype=np.float64)
+        model.col_lower_ = np.asarray(lp.col_lower, dtype=np.float64)
+        model.col_upper_ = np.asarray(lp.col_upper, dtype=np.float64)
+        model.row_lower_ = np.asarray(lp.row_lower, dtype=np.float64)
+        model.row_upper_ = np.asarray(lp.row_upper, dtype=np.float64)
+        model.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        model.a_matrix_.start_ = np.asarray(A.indptr, dtype=np.int32)
+        model.a_matrix_.index_ = np.asarray(A.indices, dtype=np.int32)
+        model.a_matrix_.value_ = np.asarray(A.data, dtype=np.float64)
+        status = h.passModel(model)
+        if status == highspy.HighsStatus.kError:
+            raise RuntimeError("HiGHS rejected the model (passModel returned an error)")
+        if h.getNumCol() != n_cols or h.getNumRow() != n_rows:
+            raise RuntimeError("HiGHS loaded a model of the wrong size")
+        return h
+
+    def solve(self, lp: MatrixLP, options: SolveOptions) -> SolverResult:
+        import highspy
+
+        start = time.perf_counter()
+        try:
+            h = self._load(lp, options)
+            run_status = h.run()
+        except Exception as exc:  # highspy raises plain RuntimeErrors
+            return SolverResult(self.name, TerminationStatus.ERROR, f"HiGHS failed: {exc}")
+        ms = h.getModelStatus()
+        seconds = time.perf_counter() - start
+        text = h.modelStatusToString(ms)
+        MS = highspy.HighsModelStatus
+        if ms == MS.kOptimal:
+            sol = h.getSolution()
+            info = h.getInfo()
+            return SolverResult(
+                self.name,
+                TerminationStatus.OPTIMAL,
+                text,
+                objective=float(info.objective_function_value),
+                x=np.asarray(sol.col_value, dtype=np.float64),
+                # HiGHS reports ∂obj/∂b for the problem's own sense: already normalised.
+                row_duals=np.asarray(sol.row_dual, dtype=np.float64),
+                row_activity=np.asarray(sol.row_value, dtype=np.float64),
+                seconds=seconds,
+            )
+        status = {
+            MS.kInfeasible: TerminationStatus.INFEASIBLE,
+            MS.kUnbounded: TerminationStatus.UNBOUNDED,
+            MS.kUnboundedOrInfeasible: TerminationStatus.INFEASIBLE_OR_UNBOUNDED,
+            MS.kTimeLimit: TerminationStatus.LIMIT,
+            MS.kIterationLimit: TerminationStatus.LIMIT,
+        }.get(ms, TerminationStatus.ERROR)
+        if run_status == highspy.HighsStatus.kError and status == TerminationStatus.ERROR:
+            text = f"HiGHS stopped with an error ({text})"
+        return SolverResult(self.name, status, text, seconds=seconds)
+
+    def infeasible_subset(self, lp: MatrixLP, candidate_rows: list[int]) -> tuple[int, ...] | None:
+        return None
