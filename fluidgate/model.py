@@ -156,6 +156,8 @@ class SloConstraint:
     penalty: float = 0.0
     text: str = ""
     span: Span | None = None
+    unit: str = ""  # display unit of the constraint's sides, e.g. "ms"
+    unit_scale: float = 1.0  # base units per display unit
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ class CalibrationError(Exception):
 class CurveFit(BaseModel):
     """One fitted curve: its form, coefficients with confidence intervals, and its quality."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     form: str
     coefficients: dict[str, float]
@@ -32,10 +32,22 @@ class CurveFit(BaseModel):
     median_rel_error: float | None = None
     max_rel_error: float | None = None
     n_points: int | None = None
+    r2_relative: float | None = Field(
+        default=None, description="R² of the relative residuals, the quantity the fit minimises"
+    )
+    selection: str | None = Field(
+        default=None, description="why this form was chosen over the alternatives"
+    )
+    formula: str | None = None
+    excluded_points: list[dict[str, float]] = Field(
+        default_factory=list, description="outliers left out of the fit, with their timings"
+    )
 
 
 class CalibrationFile(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """What `fluidgate calibrate fit` writes; unknown keys survive so newer files still load."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, allow_inf_nan=False)
 
     schema_: Literal["fluidgate.calibration/v1"] = Field(alias="schema")
     alpha: float = Field(gt=0, description="mixed-iteration intercept, seconds")
@@ -45,10 +57,33 @@ class CalibrationFile(BaseModel):
     curves: dict[str, CurveFit] = Field(default_factory=dict)
     provenance: dict[str, Any] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
+    max_batch: int | None = Field(default=None, description="B the constants were derived at")
+    chunk_range: tuple[float, float] | None = Field(
+        default=None, description="chunk sizes (tokens) over which α + β·C is the secant"
+    )
+    secant_max_rel_gap: float | None = Field(
+        default=None, description="largest relative gap between α + β·C and τ_mix(C, B−1)"
+    )
+    derived_ci95: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="95% intervals of alpha, beta, gamma (delta method)"
+    )
 
 
-def load_calibration(path: Path) -> CalibrationFile:
+def dump_calibration(calib: CalibrationFile) -> str:
+    """The JSON text of a calibration file, with the `schema` key spelled as the contract wants."""
+    return json.dumps(calib.model_dump(mode="json", by_alias=True), indent=2) + "\n"
+
+
+def save_calibration(path: Path, calib: CalibrationFile) -> Path:
+    """Write atomically: a policy that names this file must never see half of it."""
+    from fluidgate.atomic import write_text_atomic
+
+    return write_text_atomic(path, dump_calibration(calib))
+
+
+def load_calibration(path: Path | str) -> CalibrationFile:
     """Read and validate a calibration file; every failure is a `CalibrationError` in words."""
+    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

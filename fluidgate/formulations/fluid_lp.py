@@ -23,7 +23,7 @@ class FluidLP:
     model: Any  # pyomo ConcreteModel
     rates: list[Rates]
     # name of each SLO-derived Pyomo constraint component -> the SloConstraint index
-    slo_components: dict[str, int] = field(default_factory=dict)
+    rows: list[Any] = field(default_factory=list)  # compiled SLO rows, see slo.py
 
     def var(self, name: str) -> Any:
         return getattr(self.model, name)

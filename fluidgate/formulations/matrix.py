@@ -1,27 +1,32 @@
 """Compile a Pyomo `FluidLP` to the arrays solvers take, keeping the way back.
 
-Pyomo's `LinearStandardFormCompiler` does the translation (SOLVER-NOTES.md: the fastest route
-that keeps Pyomo as the readable model). `rows[r]` names the Pyomo constraint and index
-behind row r, so duals and infeasible subsets map back to policy lines.
+Each active constraint body goes through Pyomo's `LinearRepnVisitor` (the engine of its
+standard-form compiler), and the CSC arrays are assembled with numpy. Going through the
+visitor rather than `LinearStandardFormCompiler` itself keeps SciPy out of the solve path:
+Pyomo's SciPy hook imports `scipy.stats` (over a second, cold), which alone broke the
+1.5 s budget for a cold `fluidgate solve`. Rows keep the constraint's own orientation
+(`lb ≤ body ≤ ub`) and `rows[r]` names the constraint behind row r, so duals and
+infeasible subsets map back to policy lines.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from fluidgate.formulations.fluid_lp import FluidLP
-from fluidgate.solvers.base import MatrixLP
+from fluidgate.solvers.base import CscMatrix, MatrixLP
 
 
 @dataclass(frozen=True)
 class RowRef:
-    """Which constraint a row came from; `sign` is +1 for `≤`/`=` rows, −1 for `≥`."""
+    """Which constraint a row came from (component name and index)."""
 
     component: str
     index: object
-    sign: int
+    sign: int = 1
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,7 @@ class CompiledLP:
     columns: list[tuple[str, object]]
 
     def column_values(self, x: np.ndarray, name: str, size: int) -> list[float]:
-        """Values of indexed variable `name`, 0 for entries the compiler eliminated (fixed)."""
+        """Values of indexed variable `name`, 0 where it is not a column (fixed at 0)."""
         out = [0.0] * size
         for j, (var, idx) in enumerate(self.columns):
             if var == name and isinstance(idx, int):
@@ -39,42 +44,72 @@ class CompiledLP:
         return out
 
 
-def compile_matrix(lp: FluidLP) -> CompiledLP:
-    from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
+def _linear(visitor: Any, expr: Any, col_of: dict[int, int], var_map: dict[int, Any],
+            columns: list[Any]) -> tuple[list[int], list[float], float]:
+    repn = visitor.walk_expression(expr)
+    if getattr(repn, "nonlinear", None) is not None:
+        raise ValueError("the model is not linear")
+    mult = float(repn.multiplier)
+    cols: list[int] = []
+    vals: list[float] = []
+    for vid, coef in repn.linear.items():
+        j = col_of.get(vid)
+        if j is None:
+            j = col_of[vid] = len(columns)
+            columns.append(var_map[vid])
+        cols.append(j)
+        vals.append(float(coef) * mult)
+    return cols, vals, float(repn.constant) * mult
 
-    info = LinearStandardFormCompiler().write(lp.model, mixed_form=True, set_sense=None)
-    n_rows = len(info.rows)
-    rhs = np.asarray(info.rhs, dtype=np.float64)
-    lower = np.full(n_rows, -np.inf)
-    upper = np.full(n_rows, np.inf)
+
+def compile_matrix(lp: FluidLP) -> CompiledLP:
+    import pyomo.environ as pyo
+    from pyomo.repn.linear import LinearRepnVisitor
+    from pyomo.repn.util import VarRecorder
+
+    m = lp.model
+    var_map: dict[int, Any] = {}
+    visitor = LinearRepnVisitor({}, var_recorder=VarRecorder(var_map, None))
+    col_of: dict[int, int] = {}
+    columns: list[Any] = []
+    obj = next(m.component_data_objects(pyo.Objective, active=True))
+    obj_cols, obj_vals, offset = _linear(visitor, obj.expr, col_of, var_map, columns)
+    sign = 1.0 if obj.sense == pyo.maximize else -1.0
+
+    row_idx: list[int] = []
+    col_idx: list[int] = []
+    data: list[float] = []
+    lower: list[float] = []
+    upper: list[float] = []
     rows: list[RowRef] = []
-    for r, entry in enumerate(info.rows):
-        con = entry.constraint
-        bt = entry.bound_type
-        if bt == 1:
-            upper[r] = rhs[r]
-        elif bt == -1:
-            lower[r] = rhs[r]
-        else:
-            lower[r] = upper[r] = rhs[r]
-        rows.append(RowRef(con.parent_component().name, con.index(), -1 if bt == -1 else 1))
-    cols = info.columns
-    col_lower = np.array([-np.inf if v.lb is None else v.lb for v in cols], dtype=np.float64)
-    col_upper = np.array([np.inf if v.ub is None else v.ub for v in cols], dtype=np.float64)
-    c = np.asarray(info.c.toarray()[0], dtype=np.float64) if info.c.shape[0] else np.zeros(
-        len(cols))
-    offset = float(info.c_offset[0]) if len(info.c_offset) else 0.0
-    columns = [(v.parent_component().name, v.index()) for v in cols]
+    for con in m.component_data_objects(pyo.Constraint, active=True):
+        cols, vals, const = _linear(visitor, con.body, col_of, var_map, columns)
+        r = len(rows)
+        row_idx.extend([r] * len(cols))
+        col_idx.extend(cols)
+        data.extend(vals)
+        lb, ub = con.lb, con.ub
+        lower.append(-np.inf if lb is None else float(lb) - const)
+        upper.append(np.inf if ub is None else float(ub) - const)
+        rows.append(RowRef(con.parent_component().name, con.index()))
+
+    n_cols = len(columns)
+    c = np.zeros(n_cols)
+    np.add.at(c, np.asarray(obj_cols, dtype=np.int64), sign * np.asarray(obj_vals))
+    A = CscMatrix.from_triplets(len(rows), n_cols, row_idx, col_idx, data)
+    col_lower = np.array([-np.inf if v.lb is None else v.lb for v in columns], dtype=np.float64)
+    col_upper = np.array([np.inf if v.ub is None else v.ub for v in columns], dtype=np.float64)
+    named = [(v.parent_component().name, v.index()) for v in columns]
     matrix = MatrixLP(
         c=c,
-        offset=offset,
-        A=info.A,
-        row_lower=lower,
-        row_upper=upper,
+        offset=sign * offset,
+        A=A,
+        row_lower=np.asarray(lower, dtype=np.float64),
+        row_upper=np.asarray(upper, dtype=np.float64),
         col_lower=col_lower,
         col_upper=col_upper,
         row_names=[f"{r.component}[{r.index}]" if r.index is not None else r.component
                    for r in rows],
-        col_names=[f"{n}[{i}]" if i is not None else n for n, i in columns],
+        col_names=[f"{n}[{i}]" if i is not None else n for n, i in named],
     )
-    return CompiledLP(matrix, rows, columns)
+    return CompiledLP(matrix, rows, named)

@@ -92,7 +92,9 @@ def evaluate(
         return None
     if isinstance(expr, sx.Negate):
         inner = evaluate(expr.operand, bag, variables)
-        return None if inner is None else Affine(-inner.const, -inner.slope, inner.dim, inner.per_gpu)
+        if inner is None:
+            return None
+        return Affine(-inner.const, -inner.slope, inner.dim, inner.per_gpu)
     left = evaluate(expr.left, bag, variables)
     right = evaluate(expr.right, bag, variables)
     if left is None or right is None:

@@ -96,7 +96,8 @@ class PolicyParser:
                 f"{_describe_expected(self._lark, accepts)}"
             )
         elif isinstance(exc, UnexpectedCharacters):
-            char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+            pos = exc.pos_in_stream if isinstance(exc.pos_in_stream, int) else len(text)
+            char = text[pos] if pos < len(text) else ""
             allowed = set(exc.allowed or ())
             message = f"unexpected character {char!r}"
             if allowed:

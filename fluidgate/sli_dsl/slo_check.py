@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from fluidgate.diagnostics import DiagnosticBag, did_you_mean
-from fluidgate.model import BinOp, Const, Expr, MetricRef, Neg, Op, SloConstraint
-from fluidgate.model import Cluster
+from fluidgate.model import BinOp, Cluster, Const, Expr, MetricRef, Neg, Op, SloConstraint
 from fluidgate.sli_dsl import syntax as sx
 from fluidgate.sli_dsl.evaluate import quantity_value
 from fluidgate.sli_dsl.units import MONEY_RATE, NUMBER, RATE, TIME, Dim
@@ -97,8 +97,15 @@ def _type(
     right = _type(e.right, classes, cluster, bag)
     if left is None or right is None:
         return None
-    op = e.op
-    assert op in ("+", "-", "*", "/")
+    op: Literal["+", "-", "*", "/"]
+    if e.op == "+":
+        op = "+"
+    elif e.op == "-":
+        op = "-"
+    elif e.op == "*":
+        op = "*"
+    else:
+        op = "/"
     if op in "+-":
         dim = _common_dim(left, right, "add" if op == "+" else "subtract", e, bag)
         if dim is None:
@@ -119,6 +126,10 @@ def _common_dim(
         return right.dim
     bag.error(f"cannot {verb} {left.dim.describe()} and {right.dim.describe()}", where.span)
     return None
+
+
+_DISPLAY = {TIME: ("ms", 1e-3), NUMBER: ("%", 0.01), RATE: ("req/s", 1.0),
+            MONEY_RATE: ("money/s", 1.0)}
 
 
 def _expand_all(e: Expr, cls: str) -> Expr:
@@ -167,13 +178,18 @@ def check_slo_block(
         text = lines[c.span.line - 1].strip() if c.span.line <= len(lines) else ""
         op: Op = "<=" if c.op == "<=" else ">=" if c.op == ">=" else "=="
         base = text.split("#")[0].strip()
+        dim = lhs.dim if not lhs.is_zero else rhs.dim
+        unit, scale = _DISPLAY.get(dim, (dim.describe(), 1.0))
+        if dim == NUMBER and "abandonment" not in base and "mixed_gpus" not in base:
+            unit, scale = "", 1.0  # spreads are GPU shares or decode streams, not percentages
         if lhs.uses_all or rhs.uses_all:
             for cls in classes:
                 out.append(SloConstraint(
-                    label=f"{base} [{cls}]", lhs=_expand_all(lhs.expr, cls), op=op,
+                    label=base.replace("(all)", f"({cls})"), lhs=_expand_all(lhs.expr, cls), op=op,
                     rhs=_expand_all(rhs.expr, cls), soft=c.soft, penalty=penalty, text=text,
-                    span=c.span))
+                    span=c.span, unit=unit, unit_scale=scale))
         else:
             out.append(SloConstraint(label=base, lhs=lhs.expr, op=op, rhs=rhs.expr,
-                                     soft=c.soft, penalty=penalty, text=text, span=c.span))
+                                     soft=c.soft, penalty=penalty, text=text, span=c.span,
+                                     unit=unit, unit_scale=scale))
     return out

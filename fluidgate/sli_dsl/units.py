@@ -112,6 +112,9 @@ PER_MONEY: dict[str, tuple[float, Dim]] = {
     "ktok": (1e-3, MONEY_PER_TOKEN),
     "Mtok": (1e-6, MONEY_PER_TOKEN),
     "request": (1.0, MONEY_PER_REQUEST),
+    "s": (1.0, MONEY_RATE),
+    "min": (1.0 / 60.0, MONEY_RATE),
+    "h": (1.0 / 3600.0, MONEY_RATE),
 }
 PER_WORDS = (*PER_MONEY, "gpu")
 

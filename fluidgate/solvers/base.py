@@ -45,15 +45,49 @@ class Availability:
 
 
 @dataclass(frozen=True)
+class CscMatrix:
+    """A sparse matrix in compressed-column form, as plain numpy arrays.
+
+    Plain arrays rather than scipy.sparse: HiGHS takes them directly, and importing SciPy
+    costs a cold `fluidgate solve` more than the solve itself.
+    """
+
+    shape: tuple[int, int]
+    indptr: npt.NDArray[np.int64]
+    indices: npt.NDArray[np.int64]
+    data: FloatArray
+
+    @classmethod
+    def from_triplets(
+        cls, n_rows: int, n_cols: int, rows: list[int], cols: list[int], vals: list[float]
+    ) -> CscMatrix:
+        r = np.asarray(rows, dtype=np.int64)
+        c = np.asarray(cols, dtype=np.int64)
+        v = np.asarray(vals, dtype=np.float64)
+        order = np.lexsort((r, c))
+        r, c, v = r[order], c[order], v[order]
+        indptr = np.zeros(n_cols + 1, dtype=np.int64)
+        np.cumsum(np.bincount(c, minlength=n_cols), out=indptr[1:])
+        return cls((n_rows, n_cols), indptr, r, v)
+
+    def toarray(self) -> FloatArray:
+        out = np.zeros(self.shape)
+        for j in range(self.shape[1]):
+            sl = slice(self.indptr[j], self.indptr[j + 1])
+            out[self.indices[sl], j] += self.data[sl]
+        return out
+
+
+@dataclass(frozen=True)
 class MatrixLP:
     """`maximise c·x + offset` s.t. `row_lower ≤ A x ≤ row_upper`, `col_lower ≤ x ≤ col_upper`.
 
-    `A` is a scipy CSC matrix. Infinite bounds are ±inf.
+    Infinite bounds are ±inf.
     """
 
     c: FloatArray
     offset: float
-    A: object
+    A: CscMatrix
     row_lower: FloatArray
     row_upper: FloatArray
     col_lower: FloatArray

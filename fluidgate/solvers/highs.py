@@ -55,14 +55,14 @@ class HighsSolver:
         import highspy
 
         with _stdout_silenced():
-            h = highspy.Highs()
+            h = highspy.Highs()  # type: ignore[no-untyped-call]
             h.setOptionValue("output_flag", bool(options.verbose))
         if options.time_limit is not None:
             h.setOptionValue("time_limit", float(options.time_limit))
         if options.method in ("simplex", "ipm"):
             h.setOptionValue("solver", options.method)
         n_rows, n_cols = lp.shape
-        A = lp.A.tocsc()  # type: ignore[attr-defined]
+        A = lp.A
         model = highspy.HighsLp()
         model.num_col_ = n_cols
         model.num_row_ = n_rows

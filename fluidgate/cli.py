@@ -1,0 +1,247 @@
+"""The `fluidgate` command line: a thin shell over the library's stages.
+
+Exit status: 0 success, 2 the input is wrong (policy, calibration file, arguments),
+3 the policy is infeasible, 4 the solver could not run or failed, 1 a bug in fluidgate.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from fluidgate import __version__
+from fluidgate.diagnostics import Diagnostic, PolicyError
+
+EXIT_INPUT, EXIT_INFEASIBLE, EXIT_SOLVER = 2, 3, 4
+
+app = typer.Typer(
+    name="fluidgate",
+    help=(
+        "Write an LLM-serving service-level policy, solve the fluid LP for the best "
+        "admission-and-routing plan, and check it.\n\n"
+        "Start with:  fluidgate check policy.sli  then  fluidgate solve policy.sli"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    _stderr().print(message, markup=False)
+    raise typer.Exit(code)
+
+
+def _policy_error(exc: PolicyError) -> NoReturn:
+    _fail(exc.render(), EXIT_INPUT)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fluidgate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """fluidgate: optimal admission and routing for LLM serving fleets."""
+
+
+PolicyArg = Annotated[Path, typer.Argument(help="A policy file in the SLI language (.sli).",
+                                           show_default=False)]
+
+
+def _load(path: Path) -> tuple[object, list[Diagnostic]]:
+    from fluidgate.sli_dsl.loader import load_policy
+
+    try:
+        checked = load_policy(path)
+    except PolicyError as exc:
+        _policy_error(exc)
+    return checked.policy, checked.warnings
+
+
+@app.command()
+def check(
+    policies: Annotated[list[Path], typer.Argument(help="One or more policy files.",
+                                                   show_default=False)],
+) -> None:
+    """Parse and check policies: syntax, names, units, and that every SLO is linear.
+
+    Prints every problem found as file:line:col with the source line; exit 0 if all
+    files are valid, 2 otherwise.
+    """
+    from fluidgate.formulations.slo_compile import compile_all
+    from fluidgate.model import Policy
+    from fluidgate.sli_dsl.loader import load_policy
+    from fluidgate.sli_dsl.parser import PolicyParser
+
+    parser = PolicyParser()
+    failed = False
+    out = Console(highlight=False)
+    for path in policies:
+        try:
+            checked = load_policy(path, parser)
+            policy: Policy = checked.policy
+            compiled = compile_all(policy)
+            if compiled.errors:
+                raise PolicyError(compiled.errors, policy.source_text)
+        except PolicyError as exc:
+            _stderr().print(exc.render(), markup=False)
+            failed = True
+            continue
+        for w in checked.warnings:
+            _stderr().print(w.render(policy.source_text), markup=False)
+        out.print(f"{path}: ok — {len(policy.classes)} classes, {len(policy.slos)} SLO "
+                  f"constraints, {policy.pricing} pricing, objective {policy.objective.value}")
+    if failed:
+        raise typer.Exit(EXIT_INPUT)
+
+
+@app.command()
+def solve(
+    policy_file: PolicyArg,
+    solver: Annotated[str, typer.Option("--solver", "-s",
+                                        help="LP solver: highs (built in) or gurobi "
+                                             "(needs gurobipy).")] = "highs",
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Also write the solution document (fluidgate.solution/v1) here; "
+                       "'-' writes it to standard output instead of the table.",
+        show_default=False)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table, only errors.")] = False,
+    time_limit: Annotated[float | None, typer.Option(help="Solver time limit in seconds.",
+                                                     show_default=False)] = None,
+    method: Annotated[str, typer.Option(help="auto, simplex or ipm (interior point; "
+                                             "faster beyond ~10,000 classes).")] = "auto",
+) -> None:
+    """Solve a policy's fluid LP and print the optimal plan.
+
+    The table shows R* (the best revenue any policy can reach on a large cluster), the
+    static plan (how many GPUs take prefills), and per class what the plan admits, serves
+    and lets abandon. Exit 3 names the SLOs that conflict when the policy is infeasible.
+    """
+    from fluidgate.solvers.base import SolveOptions, SolverUnavailable, TerminationStatus
+
+    if method not in ("auto", "simplex", "ipm"):
+        _fail(f"error: --method must be auto, simplex or ipm, not '{method}'", EXIT_INPUT)
+    policy, warnings = _load(policy_file)
+    from fluidgate.model import Policy
+    from fluidgate.pipeline import solve_policy
+
+    assert isinstance(policy, Policy)
+    for w in warnings:
+        _stderr().print(w.render(policy.source_text), markup=False)
+    try:
+        sol = solve_policy(policy, solver, SolveOptions(time_limit=time_limit, method=method))
+    except SolverUnavailable as exc:
+        _fail(f"error: {exc}", EXIT_SOLVER)
+    except PolicyError as exc:
+        _policy_error(exc)
+    if json_out is not None:
+        from fluidgate.document import solution_document, write_solution
+
+        if str(json_out) == "-":
+            import json
+
+            typer.echo(json.dumps(solution_document(sol), indent=2))
+        else:
+            write_solution(sol, json_out)
+    if sol.optimal:
+        if not quiet and str(json_out) != "-":
+            from fluidgate.report import render_solution
+
+            render_solution(sol, Console())
+            if json_out is not None:
+                Console().print(f"solution written to {json_out}")
+        return
+    if sol.status in (TerminationStatus.INFEASIBLE, TerminationStatus.INFEASIBLE_OR_UNBOUNDED):
+        _fail(_infeasible_message(sol), EXIT_INFEASIBLE)
+    if sol.status is TerminationStatus.UNBOUNDED:
+        _fail(f"error: {sol.solver} reports the LP unbounded; a policy should never allow "
+              "unbounded revenue, so please report this policy as a fluidgate bug", EXIT_SOLVER)
+    _fail(f"error: {sol.solver} did not solve the policy: {sol.message} "
+          f"(status {sol.status.value})", EXIT_SOLVER)
+
+
+def _infeasible_message(sol: object) -> str:
+    from fluidgate.solution import Solution
+
+    assert isinstance(sol, Solution)
+    pol = sol.policy
+    conflict = sol.conflict
+    if conflict is None or (not conflict.items and not conflict.base_infeasible):
+        return f"{pol.source_file}: error: the policy is infeasible ({sol.message})"
+    if conflict.base_infeasible:
+        names = ", ".join(f"'{n}'" for n in conflict.impatient_classes) or "none"
+        return (
+            f"{pol.source_file}: error: the cluster cannot carry this traffic even without "
+            f"service levels: classes without patience ({names}) must all be served, and "
+            f"{pol.cluster.gpus} GPUs are not enough.\n"
+            "    hint: give those classes a 'patience', lower their rate, or add GPUs"
+        )
+    lines = [f"{pol.source_file}: error: these service levels cannot all hold together "
+             "(removing any one of them makes the policy feasible):"]
+    for label, span in conflict.items:
+        lines.append(Diagnostic(f"conflicting: {label}", span).render(pol.source_text))
+    return "\n".join(lines)
+
+
+@app.command()
+def explain(policy_file: PolicyArg) -> None:
+    """Show the LP constraint each SLO became, in readable maths, to audit the translation.
+
+    Variables are per GPU: x_i (GPUs prefilling class i), y_m,i and y_s,i (decodes on
+    mixed and solo GPUs), q_p,i and q_d,i (waiting for prefill and decode).
+    """
+    from fluidgate.explain import explain_policy
+    from fluidgate.model import Policy
+
+    policy, _ = _load(policy_file)
+    assert isinstance(policy, Policy)
+    try:
+        text = explain_policy(policy)
+    except PolicyError as exc:
+        _policy_error(exc)
+    Console(highlight=False).print(text, markup=False)
+
+
+def _mount_calibration() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("fluidgate.calibration.cli") is None:  # TEMP until it lands
+        return
+    from fluidgate.calibration.cli import app as calibrate_app
+
+    app.add_typer(calibrate_app, name="calibrate",
+                  help="Measure, import and fit iteration times (the LP's α, β, γ).")
+
+
+def main() -> None:
+    """Console entry point: turns any unexpected exception into a one-line bug report."""
+    _mount_calibration()
+    try:
+        app()
+    except KeyboardInterrupt:
+        _stderr().print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # last resort: never show users a raw traceback
+        if os.environ.get("FLUIDGATE_DEBUG"):
+            raise
+        _stderr().print(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in fluidgate; rerun with FLUIDGATE_DEBUG=1 for the traceback "
+            "and report it.", markup=False)
+        sys.exit(1)

@@ -1,0 +1,104 @@
+"""The machine-readable solution (`fluidgate.solution/v1`), written atomically.
+
+Values are in base units (seconds, tokens, requests per second); LP variables are per GPU
+under their DESIGN.md names, operator quantities are cluster-wide. The policy's text hash
+ties a document to the exact policy that produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from fluidgate import __version__
+from fluidgate.atomic import write_text_atomic
+from fluidgate.solution import Solution
+
+SCHEMA_ID = "fluidgate.solution/v1"
+
+
+def _num(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+def solution_document(sol: Solution) -> dict[str, Any]:
+    pol = sol.policy
+    c = pol.cluster
+    doc: dict[str, Any] = {
+        "schema": SCHEMA_ID,
+        "generator": f"fluidgate {__version__}",
+        "policy": {
+            "name": pol.name,
+            "file": pol.source_file,
+            "sha256": hashlib.sha256(pol.source_text.encode("utf-8")).hexdigest(),
+            "pricing": pol.pricing,
+            "objective": pol.objective.value,
+        },
+        "solver": {"name": sol.solver, "message": sol.message, "seconds": sol.timings},
+        "status": sol.status.value,
+        "objective": _num(sol.objective),
+        "objective_cluster": _num(sol.cluster_objective),
+        "revenue_rate": _num(sol.revenue_rate),
+        "units": {"objective": "per GPU per second", "time": "s", "rate": "requests/s",
+                  "lp_variables": "per GPU"},
+        "cluster": {
+            "gpus": c.gpus,
+            "max_batch": c.max_batch,
+            "chunk": c.chunk,
+            "alpha": c.iteration.alpha,
+            "beta": c.iteration.beta,
+            "tau_mix": c.tau,
+            "tau_solo": c.iteration.tau_solo,
+            "gamma": c.gamma,
+            "iteration_source": c.iteration.source,
+        },
+        "classes": {},
+        "slos": [],
+        "warnings": list(sol.warnings),
+    }
+    if sol.plan is not None:
+        doc["cluster"].update(
+            mixed_share=sol.plan.mixed_share,
+            mixed_gpus=sol.plan.mixed_gpus,
+            solo_gpus=sol.plan.solo_gpus,
+        )
+    for cs in sol.classes:
+        doc["classes"][cs.name] = {
+            **cs.lp_values,
+            "arrivals": cs.arrivals,
+            "admitted": cs.admitted,
+            "served": cs.served,
+            "abandonment": cs.abandonment,
+            "wait": cs.wait,
+            "ttft": _num(cs.ttft),
+            "tpot": _num(cs.tpot),
+            "p_solo": cs.p_solo,
+            "prefill_gpus": c.gpus * cs.x,
+            "decodes_mixed": c.gpus * cs.y_m,
+            "decodes_solo": c.gpus * cs.y_s,
+            "prefill_queue": c.gpus * cs.q_p,
+            "decode_queue": c.gpus * cs.q_d,
+        }
+    for o in sol.slos:
+        doc["slos"].append({
+            "label": o.label, "line": o.line, "soft": o.soft, "op": o.op,
+            "value": _num(o.value), "bound": _num(o.bound), "slack": _num(o.slack),
+            "binding": o.binding, "shadow_price": _num(o.shadow_price),
+            "violation": _num(o.violation), "unit": o.unit,
+        })
+    if sol.conflict is not None:
+        doc["conflict"] = {
+            "slos": [{"label": label, "line": span.line if span else None}
+                     for label, span in sol.conflict.items],
+            "traffic_exceeds_capacity": sol.conflict.base_infeasible,
+            "classes_without_patience": list(sol.conflict.impatient_classes),
+        }
+    return doc
+
+
+def write_solution(sol: Solution, path: str | Path) -> Path:
+    text = json.dumps(solution_document(sol), indent=2, sort_keys=False, allow_nan=False)
+    return write_text_atomic(path, text + "\n")
