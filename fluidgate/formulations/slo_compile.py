@@ -154,7 +154,7 @@ class SloCompiler:
             return left - right
         if tag == "*":
             return left * right
-        if right == 0:
+        if right.is_zero:  # SymPy ≥ 1.13: Float(0.0) == 0 is False, so ask is_zero
             raise ValueError("division by zero")
         return left / right
 

@@ -111,6 +111,9 @@ def _type(
         if dim is None:
             return None
     else:
+        if op == "/" and right.is_zero:
+            bag.error("division by zero", e.right.span)
+            return None
         dim = left.dim * right.dim if op == "*" else left.dim / right.dim
     node = BinOp(op, left.expr, right.expr, e.span)
     return _Typed(node, dim, left.uses_all or right.uses_all, left.has_ratio or right.has_ratio)

@@ -121,6 +121,3 @@ class HighsSolver:
         if run_status == highspy.HighsStatus.kError and status == TerminationStatus.ERROR:
             text = f"HiGHS stopped with an error ({text})"
         return SolverResult(self.name, status, text, seconds=seconds)
-
-    def infeasible_subset(self, lp: MatrixLP, candidate_rows: list[int]) -> tuple[int, ...] | None:
-        return None

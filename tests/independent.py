@@ -1,0 +1,110 @@
+"""An independent formulation of the fluid LP, written straight from DESIGN.md §2 and §3.
+
+It shares no code with fluidgate's formulation (numpy arrays by hand, solved with SciPy's
+`linprog`), so agreement between the two checks the Pyomo model, the SLO compiler and the
+solver plumbing at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linprog
+
+
+@dataclass
+class Klass:
+    rate: float
+    prompt: float
+    output: float
+    theta: float
+    c_in: float
+    c_out: float
+
+
+@dataclass
+class Instance:
+    B: int
+    C: float
+    tau: float
+    tau_solo: float
+    classes: list[Klass]
+    pricing: str = "bundled"
+    tpot_max: float | None = None  # cluster tpot bound
+    spread_prefill_max: float | None = None
+    abandonment_max: float | None = None  # every class
+    extra: list[tuple[dict[str, float], float]] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    status: str
+    objective: float | None
+    x: np.ndarray | None = None
+    y_m: np.ndarray | None = None
+    y_s: np.ndarray | None = None
+    q_p: np.ndarray | None = None
+    q_d: np.ndarray | None = None
+
+
+def reference_instance() -> Instance:
+    return Instance(
+        B=16, C=256, tau=0.0174 + 6.2e-5 * 256, tau_solo=0.022,
+        classes=[Klass(0.5, 300, 1000, 0.1, 0.1, 0.2), Klass(0.5, 3000, 400, 0.1, 0.1, 0.2)],
+    )
+
+
+def solve(inst: Instance) -> Result:
+    K = len(inst.classes)
+    gamma = 1 / inst.tau_solo
+    # columns: x, ym, ys, qp, qd (K each), then hi, lo
+    nv = 5 * K + 2
+    X, YM, YS, QP, QD = (slice(k * K, (k + 1) * K) for k in range(5))
+    HI, LO = 5 * K, 5 * K + 1
+    mu_p = np.array([inst.C / (c.prompt * inst.tau) for c in inst.classes])
+    mu_m = np.array([1 / (c.output * inst.tau) for c in inst.classes])
+    mu_s = np.array([gamma / c.output for c in inst.classes])
+    lam = np.array([c.rate for c in inst.classes])
+    th = np.array([c.theta for c in inst.classes])
+    cost = np.zeros(nv)
+    if inst.pricing == "bundled":
+        w = np.array([c.c_in * c.prompt + c.c_out * c.output for c in inst.classes])
+        cost[YM], cost[YS] = w * mu_m, w * mu_s
+    else:
+        cost[X] = [c.c_in * inst.C / inst.tau for c in inst.classes]
+        cost[YM] = [c.c_out / inst.tau for c in inst.classes]
+        cost[YS] = [c.c_out * gamma for c in inst.classes]
+    A_ub, b_ub, A_eq, b_eq = [], [], [], []
+
+    def row() -> np.ndarray:
+        return np.zeros(nv)
+
+    r = row(); r[X] = 1; A_ub.append(r); b_ub.append(1.0)
+    r = row(); r[YM] = 1; r[X] = -(inst.B - 1); A_ub.append(r); b_ub.append(0.0)
+    r = row(); r[YS] = 1; r[X] = inst.B; A_ub.append(r); b_ub.append(float(inst.B))
+    for i in range(K):
+        r = row(); r[X.start + i] = mu_p[i]; r[QP.start + i] = th[i]; A_eq.append(r)
+        b_eq.append(lam[i])
+        r = row(); r[X.start + i] = mu_p[i]; r[QD.start + i] = -th[i]
+        r[YM.start + i] = -mu_m[i]; r[YS.start + i] = -mu_s[i]; A_eq.append(r); b_eq.append(0.0)
+    if inst.tpot_max is not None:
+        T = inst.tpot_max
+        r = row(); r[YM] = 1 - T / inst.tau; r[YS] = 1 - T * gamma; A_ub.append(r); b_ub.append(0)
+    if inst.spread_prefill_max is not None:
+        for i in range(K):
+            r = row(); r[X.start + i] = 1; r[HI] = -1; A_ub.append(r); b_ub.append(0.0)
+            r = row(); r[X.start + i] = -1; r[LO] = 1; A_ub.append(r); b_ub.append(0.0)
+        r = row(); r[HI] = 1; r[LO] = -1; A_ub.append(r); b_ub.append(inst.spread_prefill_max)
+    if inst.abandonment_max is not None:
+        for i in range(K):
+            r = row(); r[QP.start + i] = th[i] / lam[i]; r[QD.start + i] = th[i] / lam[i]
+            A_ub.append(r); b_ub.append(inst.abandonment_max)
+    bounds = [(0, None)] * (5 * K) + [(None, None), (None, None)]
+    res = linprog(-cost, A_ub=np.array(A_ub), b_ub=np.array(b_ub), A_eq=np.array(A_eq),
+                  b_eq=np.array(b_eq), bounds=bounds, method="highs")
+    if res.status == 2:
+        return Result("infeasible", None)
+    assert res.status == 0, res.message
+    v = res.x
+    return Result("optimal", -res.fun, v[X], v[YM], v[YS], v[QP], v[QD])
