@@ -56,19 +56,21 @@ def test_prefill_only_data_borrows_the_decode_curve_and_says_so() -> None:
 
 
 def test_secant_of_a_quadratic_matches_hand_computation() -> None:
-    # τ_mix = 0.01 + 1e-4·C + 1e-7·C² (b-free); secant over [100, 1100]:
-    # β = 1e-4 + 1e-7·(100 + 1100) = 2.2e-4, α = τ(100) − β·100 = 0.001 + 0.01 + 0.01 − 0.022.
+    # τ_mix = 0.05 + 1e-4·C + 1e-7·C² (b-free); secant over [100, 1100]:
+    # β = 1e-4 + 1e-7·(100 + 1100) = 2.2e-4, α = τ(100) − β·100 = 0.061 − 0.022 = 0.039.
     def tau(c: float) -> float:
-        return 0.01 + 1e-4 * c + 1e-7 * c * c
+        return 0.05 + 1e-4 * c + 1e-7 * c * c
 
     chunked = [(b, c, tau(c)) for c in (100, 300, 600, 900, 1100) for b in (0, 7)]
     solo = [(b, 0.01 + 1e-3 * b) for b in (1, 2, 4, 8)]
     cal = calibrate(_rows(solo, chunked), FitOptions(max_batch=8, chunk_range=(100, 1100)))
     assert cal.mix.form.name == "quadratic"
     assert cal.beta == pytest.approx(2.2e-4, rel=1e-7)
-    assert cal.alpha == pytest.approx(tau(100) - 2.2e-4 * 100, rel=1e-7)
-    # The largest gap of a secant to a parabola is at the midpoint: 1e-7·(500)² / τ(600).
-    assert cal.secant_max_rel_gap == pytest.approx(1e-7 * 500**2 / tau(600), rel=1e-3)
+    assert cal.alpha == pytest.approx(0.039, rel=1e-7)
+    # Secant minus parabola is 1e-7·(C − 100)(1100 − C); relative to τ(C) on a fine grid.
+    grid = np.linspace(100, 1100, 100_001)
+    gap = 1e-7 * (grid - 100) * (1100 - grid) / tau(grid)  # type: ignore[arg-type]
+    assert cal.secant_max_rel_gap == pytest.approx(float(gap.max()), rel=1e-3)
 
 
 def _coverage(fit: object, truth: np.ndarray, seeds: int, make: object) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fluidgate.diagnostics import Diagnostic, DiagnosticBag, PolicyError
+from fluidgate.diagnostics import Diagnostic, DiagnosticBag, PolicyError, Span
 from fluidgate.model import Policy
 from fluidgate.sli_dsl.checker import check_document
 from fluidgate.sli_dsl.parser import PolicyParser
@@ -46,7 +46,11 @@ def load_policy(path: str | Path, parser: PolicyParser | None = None) -> Checked
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        span = Span(str(p), line, column, line, column + 1)
         raise PolicyError(
-            [Diagnostic(f"'{p}' is not UTF-8 text (bad byte at offset {exc.start})")]
+            [Diagnostic(f"'{p}' is not UTF-8 text (byte 0x{raw[exc.start]:02x})", span)],
+            raw.decode("utf-8", errors="replace"),
         ) from None
     return parse_policy(text, str(p), p.parent, parser)

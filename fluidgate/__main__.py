@@ -1,0 +1,5 @@
+"""`python -m fluidgate` runs the command line."""
+
+from fluidgate.cli import main
+
+main()
