@@ -1,0 +1,63 @@
+"""`iteration from "calib.json"`: the policy uses exactly the file's constants, and a bad
+file is a positioned error in the policy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fluidgate.diagnostics import PolicyError
+from fluidgate.pipeline import solve_policy
+from fluidgate.sli_dsl.loader import load_policy
+from tests.conftest import REFERENCE
+
+INLINE = """    iteration {
+        mixed = 17.4 ms + 0.062 ms/token * chunk
+        solo  = 22 ms
+    }"""
+
+
+def policy_with_file(tmp_path: Path, content: object, name: str = "calib.json") -> Path:
+    (tmp_path / name).write_text(
+        content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
+    p = tmp_path / "policy.sli"
+    p.write_text(REFERENCE.replace(INLINE, f'    iteration from "{name}"'), encoding="utf-8")
+    return p
+
+
+def test_calibration_constants_are_used_exactly(tmp_path: Path) -> None:
+    path = policy_with_file(tmp_path, {"schema": "fluidgate.calibration/v1", "alpha": 0.0174,
+                                       "beta": 6.2e-5, "gamma": 1 / 0.022,
+                                       "r2": {"solo": 0.99, "mixed": 0.998}})
+    pol = load_policy(path).policy
+    it = pol.cluster.iteration
+    assert (it.alpha, it.beta) == (0.0174, 6.2e-5)
+    assert it.gamma == pytest.approx(1 / 0.022, rel=1e-15)
+    assert it.source == str(tmp_path / "calib.json")
+    assert solve_policy(pol).objective == pytest.approx(297.71619034717, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "is not valid JSON"),
+        ({"schema": "fluidgate.calibration/v0", "alpha": 1, "beta": 0, "gamma": 1},
+         "expected 'fluidgate.calibration/v1'"),
+        ({"schema": "fluidgate.calibration/v1", "alpha": -1, "beta": 0, "gamma": 1}, "alpha"),
+        ({"schema": "fluidgate.calibration/v1", "beta": 0, "gamma": 1}, "alpha"),
+        ([1, 2], "must hold a JSON object"),
+    ],
+)
+def test_bad_calibration_file_is_a_positioned_policy_error(
+    tmp_path: Path, content: object, message: str
+) -> None:
+    path = policy_with_file(tmp_path, content)
+    with pytest.raises(PolicyError) as err:
+        load_policy(path)
+    text = err.value.render()
+    line = REFERENCE.replace(INLINE, '    iteration from "calib.json"').splitlines().index(
+        '    iteration from "calib.json"') + 1
+    assert f"{path}:{line}:20: error: " in text
+    assert message in text

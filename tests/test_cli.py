@@ -1,0 +1,113 @@
+"""The command line as a user meets it: exit codes, tables, the JSON document, explain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fluidgate.cli import app
+from tests.conftest import EXAMPLES, REFERENCE, with_slo
+
+RUN = CliRunner()
+
+
+def write(tmp_path: Path, text: str, name: str = "policy.sli") -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_solve_prints_plan_and_r_star() -> None:
+    res = RUN.invoke(app, ["solve", str(EXAMPLES / "two_class.sli")])
+    assert res.exit_code == 0, res.output
+    assert "297.7162" in res.output
+    # ⌈500 · (0.018261 + 0.194953)⌉ = ⌈106.6⌉ = 107 mixed GPUs
+    assert "107 mixed + 393 solo of 500 GPUs" in res.output
+    assert "decode_heavy" in res.output and "6.33%" in res.output
+
+
+def test_solve_json_document(tmp_path: Path) -> None:
+    out = tmp_path / "sub" / "solution.json"
+    res = RUN.invoke(app, ["solve", str(EXAMPLES / "two_class.sli"), "--json", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == "fluidgate.solution/v1"
+    assert doc["status"] == "optimal"
+    assert doc["objective"] == pytest.approx(297.7162, abs=5e-5)
+    assert doc["cluster"]["mixed_gpus"] == 107 and doc["cluster"]["gpus"] == 500
+    dh = doc["classes"]["decode_heavy"]
+    assert set(dh) >= {"x", "y_m", "y_s", "q_p", "q_d"}
+    assert dh["x"] == pytest.approx(0.018261, abs=5e-7)
+    assert dh["q_p"] == pytest.approx(0.31669, abs=5e-6)
+    # operator quantities are consistent with the LP values: admitted = n·μ_p·x
+    mu_p = 256 / (300 * (0.0174 + 6.2e-5 * 256))
+    assert dh["admitted"] == pytest.approx(500 * mu_p * dh["x"], rel=1e-12)
+    assert dh["abandonment"] == pytest.approx(0.1 * dh["q_p"] / 0.5, rel=1e-12)
+    assert not list(tmp_path.glob("sub/.solution.json.*")), "temporary file left behind"
+
+
+def test_solve_json_to_stdout() -> None:
+    res = RUN.invoke(app, ["solve", str(EXAMPLES / "two_class.sli"), "--json", "-"])
+    assert res.exit_code == 0
+    assert json.loads(res.output)["schema"] == "fluidgate.solution/v1"
+
+
+def test_infeasible_exits_3_and_names_exactly_the_conflicting_lines(tmp_path: Path) -> None:
+    lines = ["abandonment(prefill_heavy) <= 5 %", "ttft(decode_heavy) <= 2 s",
+             "spread(prefill) <= 0.05", "tpot <= 30 ms"]
+    text = with_slo(REFERENCE, *lines)
+    path = write(tmp_path, text)
+    res = RUN.invoke(app, ["solve", str(path)])
+    assert res.exit_code == 3, res.output
+    first = text.splitlines().index("    " + lines[0]) + 1
+    assert f"{path}:{first}:5: error: conflicting: {lines[0]}" in res.output
+    assert f"{path}:{first + 2}:5: error: conflicting: {lines[2]}" in res.output
+    assert lines[1] not in res.output and lines[3] not in res.output
+    for dropped in (lines[0], lines[2]):  # removing either conflicting line is enough
+        kept = [ln for ln in lines if ln != dropped]
+        ok = RUN.invoke(app, ["solve", str(write(tmp_path, with_slo(REFERENCE, *kept))), "-q"])
+        assert ok.exit_code == 0, ok.output
+
+
+def test_traffic_beyond_capacity_without_patience(tmp_path: Path) -> None:
+    text = REFERENCE.replace("patience = 10 s", "patience = none").replace(
+        "rate     = 0.5 /s per gpu", "rate = 5 /s per gpu")
+    res = RUN.invoke(app, ["solve", str(write(tmp_path, text))])
+    assert res.exit_code == 3
+    assert "classes without patience ('decode_heavy', 'prefill_heavy')" in res.output
+
+
+def test_unknown_and_unavailable_solvers() -> None:
+    res = RUN.invoke(app, ["solve", str(EXAMPLES / "two_class.sli"), "--solver", "cplex"])
+    assert res.exit_code == 4 and "unknown solver 'cplex'" in res.output
+
+
+def test_bad_method_is_an_input_error() -> None:
+    res = RUN.invoke(app, ["solve", str(EXAMPLES / "two_class.sli"), "--method", "magic"])
+    assert res.exit_code == 2
+
+
+def test_explain_shows_the_multiplied_out_tpot_row(tmp_path: Path) -> None:
+    path = write(tmp_path, with_slo(REFERENCE, "tpot(decode_heavy) <= 25 ms"))
+    res = RUN.invoke(app, ["explain", str(path)])
+    assert res.exit_code == 0, res.output
+    # (1 − 0.025/τ)·y_m + (1 − 0.025γ)·y_s ≤ 0 with τ = 0.033272, γ = 1/0.022
+    assert "0.248617⋅y_m[decode_heavy]" in res.output
+    assert "0.136364⋅y_s[decode_heavy]" in res.output
+    assert "≤ 0" in res.output
+
+
+def test_check_reports_nonlinear_slo(tmp_path: Path) -> None:
+    path = write(tmp_path, with_slo(REFERENCE, "served(decode_heavy) * wait(decode_heavy) <= 1 /s * 1 s"))
+    res = RUN.invoke(app, ["check", str(path)])
+    assert res.exit_code == 2
+    assert "not linear in the plan" in res.output
+
+
+def test_version_and_help() -> None:
+    assert RUN.invoke(app, ["--version"]).output.startswith("fluidgate ")
+    res = RUN.invoke(app, ["solve", "--help"])
+    assert res.exit_code == 0 and "R*" in res.output
