@@ -55,7 +55,22 @@ def reference_instance() -> Instance:
     )
 
 
+def tpot_shadow_price(T: float) -> tuple[float, float]:
+    """R* and ∂R*/∂T for a cluster tpot bound, from linprog's marginals."""
+    inst = reference_instance()
+    inst.tpot_max = T
+    res, marginals = _solve(inst)
+    assert res.objective is not None and res.y_m is not None and res.y_s is not None
+    pi = -marginals[3]  # rows: three capacity rows, then the tpot row
+    gamma = 1 / inst.tau_solo
+    return res.objective, pi * float(np.sum(res.y_m / inst.tau + gamma * res.y_s))
+
+
 def solve(inst: Instance) -> Result:
+    return _solve(inst)[0]
+
+
+def _solve(inst: Instance) -> tuple[Result, np.ndarray]:
     K = len(inst.classes)
     gamma = 1 / inst.tau_solo
     # columns: x, ym, ys, qp, qd (K each), then hi, lo
@@ -104,7 +119,8 @@ def solve(inst: Instance) -> Result:
     res = linprog(-cost, A_ub=np.array(A_ub), b_ub=np.array(b_ub), A_eq=np.array(A_eq),
                   b_eq=np.array(b_eq), bounds=bounds, method="highs")
     if res.status == 2:
-        return Result("infeasible", None)
+        return Result("infeasible", None), np.array([])
     assert res.status == 0, res.message
     v = res.x
-    return Result("optimal", -res.fun, v[X], v[YM], v[YS], v[QP], v[QD])
+    return (Result("optimal", -res.fun, v[X], v[YM], v[YS], v[QP], v[QD]),
+            np.asarray(res.ineqlin.marginals))
