@@ -19,8 +19,8 @@ def with_slo(text: str, *lines: str) -> str:
 
 
 def solvers_available() -> list[str]:
-    from fluidgate.solvers.registry import SOLVER_NAMES, get_solver
     from fluidgate.solvers.base import SolverUnavailable
+    from fluidgate.solvers.registry import SOLVER_NAMES, get_solver
 
     out = []
     for name in SOLVER_NAMES:
@@ -36,8 +36,8 @@ def solver_params() -> list[object]:
     """highs always; gurobi where importable and licensed, else a skip with the reason."""
     params: list[object] = ["highs"]
     try:
-        from fluidgate.solvers.registry import get_solver
         from fluidgate.solvers.base import SolverUnavailable
+        from fluidgate.solvers.registry import get_solver
 
         get_solver("gurobi")
         params.append("gurobi")

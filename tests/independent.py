@@ -90,31 +90,39 @@ def _solve(inst: Instance) -> tuple[Result, np.ndarray]:
         cost[X] = [c.c_in * inst.C / inst.tau for c in inst.classes]
         cost[YM] = [c.c_out / inst.tau for c in inst.classes]
         cost[YS] = [c.c_out * gamma for c in inst.classes]
-    A_ub, b_ub, A_eq, b_eq = [], [], [], []
+    A_ub: list[np.ndarray] = []
+    b_ub: list[float] = []
+    A_eq: list[np.ndarray] = []
+    b_eq: list[float] = []
 
-    def row() -> np.ndarray:
-        return np.zeros(nv)
+    def add(rows: list[np.ndarray], rhs: list[float], terms: list[tuple[object, object]],
+            bound: float) -> None:
+        r = np.zeros(nv)
+        for where, value in terms:
+            r[where] = value  # type: ignore[index]
+        rows.append(r)
+        rhs.append(bound)
 
-    r = row(); r[X] = 1; A_ub.append(r); b_ub.append(1.0)
-    r = row(); r[YM] = 1; r[X] = -(inst.B - 1); A_ub.append(r); b_ub.append(0.0)
-    r = row(); r[YS] = 1; r[X] = inst.B; A_ub.append(r); b_ub.append(float(inst.B))
+    add(A_ub, b_ub, [(X, 1.0)], 1.0)
+    add(A_ub, b_ub, [(YM, 1.0), (X, -(inst.B - 1))], 0.0)
+    add(A_ub, b_ub, [(YS, 1.0), (X, inst.B)], float(inst.B))
     for i in range(K):
-        r = row(); r[X.start + i] = mu_p[i]; r[QP.start + i] = th[i]; A_eq.append(r)
-        b_eq.append(lam[i])
-        r = row(); r[X.start + i] = mu_p[i]; r[QD.start + i] = -th[i]
-        r[YM.start + i] = -mu_m[i]; r[YS.start + i] = -mu_s[i]; A_eq.append(r); b_eq.append(0.0)
+        x, ym, ys, qp, qd = (s.start + i for s in (X, YM, YS, QP, QD))
+        add(A_eq, b_eq, [(x, mu_p[i]), (qp, th[i])], lam[i])
+        add(A_eq, b_eq, [(x, mu_p[i]), (qd, -th[i]), (ym, -mu_m[i]), (ys, -mu_s[i])], 0.0)
     if inst.tpot_max is not None:
         T = inst.tpot_max
-        r = row(); r[YM] = 1 - T / inst.tau; r[YS] = 1 - T * gamma; A_ub.append(r); b_ub.append(0)
+        add(A_ub, b_ub, [(YM, 1 - T / inst.tau), (YS, 1 - T * gamma)], 0.0)
     if inst.spread_prefill_max is not None:
         for i in range(K):
-            r = row(); r[X.start + i] = 1; r[HI] = -1; A_ub.append(r); b_ub.append(0.0)
-            r = row(); r[X.start + i] = -1; r[LO] = 1; A_ub.append(r); b_ub.append(0.0)
-        r = row(); r[HI] = 1; r[LO] = -1; A_ub.append(r); b_ub.append(inst.spread_prefill_max)
+            add(A_ub, b_ub, [(X.start + i, 1.0), (HI, -1.0)], 0.0)
+            add(A_ub, b_ub, [(X.start + i, -1.0), (LO, 1.0)], 0.0)
+        add(A_ub, b_ub, [(HI, 1.0), (LO, -1.0)], inst.spread_prefill_max)
     if inst.abandonment_max is not None:
         for i in range(K):
-            r = row(); r[QP.start + i] = th[i] / lam[i]; r[QD.start + i] = th[i] / lam[i]
-            A_ub.append(r); b_ub.append(inst.abandonment_max)
+            ratio = th[i] / lam[i]
+            add(A_ub, b_ub, [(QP.start + i, ratio), (QD.start + i, ratio)],
+                inst.abandonment_max)
     bounds = [(0, None)] * (5 * K) + [(None, None), (None, None)]
     res = linprog(-cost, A_ub=np.array(A_ub), b_ub=np.array(b_ub), A_eq=np.array(A_eq),
                   b_eq=np.array(b_eq), bounds=bounds, method="highs")

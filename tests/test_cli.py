@@ -101,7 +101,8 @@ def test_explain_shows_the_multiplied_out_tpot_row(tmp_path: Path) -> None:
 
 
 def test_check_reports_nonlinear_slo(tmp_path: Path) -> None:
-    path = write(tmp_path, with_slo(REFERENCE, "served(decode_heavy) * wait(decode_heavy) <= 1 /s * 1 s"))
+    nonlinear = "served(decode_heavy) * wait(decode_heavy) <= 1 /s * 1 s"
+    path = write(tmp_path, with_slo(REFERENCE, nonlinear))
     res = RUN.invoke(app, ["check", str(path)])
     assert res.exit_code == 2
     assert "not linear in the plan" in res.output

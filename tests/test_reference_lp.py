@@ -154,7 +154,8 @@ def test_random_instances_match_independent_formulation(
 ) -> None:
     text = (
         f"cluster {{ gpus = 100; max_batch = {B}; chunk = {C} tokens\n"
-        f"iteration {{ mixed = {alpha_ms!r} ms + {beta_us!r} us/token * chunk; solo = {solo_ms!r} ms }} }}\n"
+        f"iteration {{ mixed = {alpha_ms!r} ms + {beta_us!r} us/token * chunk; "
+        f"solo = {solo_ms!r} ms }} }}\n"
         f"pricing {pricing} {{ input = 0 per token; output = 0 per token }}\n"
     )
     klasses = []

@@ -93,7 +93,7 @@ def test_tpot_shadow_price_matches_independent_marginals() -> None:
 def test_gurobi_size_limited_licence_gets_a_clear_message() -> None:
     try:
         get_solver("gurobi")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.skip(f"gurobi unavailable: {exc}")
     # 700 classes → 3,500 variables, over the pip licence's 2,000
     text = REFERENCE.split("class decode_heavy")[0] + "".join(
