@@ -144,8 +144,21 @@ def solve(
     assert isinstance(policy, Policy)
     for w in warnings:
         _stderr().print(w.render(policy.source_text), markup=False)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    bar = Progress("[progress.description]{task.description}", BarColumn(),
+                   MofNCompleteColumn(), TimeElapsedColumn(), console=_stderr(), transient=True,
+                   disable=quiet)
+    task = bar.add_task("infeasible: finding the SLOs that conflict", total=None,
+                        visible=False)
+
+    def on_progress(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total, visible=True)
+
     try:
-        sol = solve_policy(policy, solver, SolveOptions(time_limit=time_limit, method=method))
+        with bar:
+            sol = solve_policy(policy, solver,
+                               SolveOptions(time_limit=time_limit, method=method), on_progress)
     except SolverUnavailable as exc:
         _fail(f"error: {exc}", EXIT_SOLVER)
     except PolicyError as exc:

@@ -7,6 +7,7 @@ the next through its typed object.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from fluidgate.model import Policy
 from fluidgate.solution import Solution, class_solutions
@@ -15,9 +16,16 @@ from fluidgate.solvers.registry import get_solver
 
 
 def solve_policy(
-    policy: Policy, solver: str = "highs", options: SolveOptions | None = None
+    policy: Policy,
+    solver: str = "highs",
+    options: SolveOptions | None = None,
+    diagnose_progress: Callable[[int, int], None] | None = None,
 ) -> Solution:
-    """Solve a checked policy. Raises `SolverUnavailable` if the solver cannot run here."""
+    """Solve a checked policy. Raises `SolverUnavailable` if the solver cannot run here.
+
+    When the policy is infeasible, the SLOs that conflict are found by one trial solve per
+    hard SLO; `diagnose_progress(done, total)` reports on that search.
+    """
     from fluidgate.formulations.fluid_lp import VARIABLES, build_fluid_lp
     from fluidgate.formulations.matrix import compile_matrix
     from fluidgate.formulations.slo import add_slos, read_slos
@@ -40,7 +48,7 @@ def solve_policy(
                              TerminationStatus.INFEASIBLE_OR_UNBOUNDED):
             from fluidgate.formulations.diagnose import conflicting_slos
 
-            conflict = conflicting_slos(lp, compiled, backend, options)
+            conflict = conflicting_slos(lp, compiled, backend, options, diagnose_progress)
             timings["diagnose"] = time.perf_counter() - t3
         return Solution(policy, backend.name, result.status, result.message, timings=timings,
                         conflict=conflict)

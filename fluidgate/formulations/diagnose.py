@@ -8,6 +8,7 @@ matrix is compiled once; each test only switches SLO rows off by widening their 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 
@@ -24,10 +25,20 @@ def _feasible(backend: Solver, lp: MatrixLP, off: np.ndarray, options: SolveOpti
     return backend.solve(relaxed, options).status is TerminationStatus.OPTIMAL
 
 
+Progress = Callable[[int, int], None]
+
+
 def conflicting_slos(
-    lp: FluidLP, compiled: CompiledLP, backend: Solver, options: SolveOptions
+    lp: FluidLP,
+    compiled: CompiledLP,
+    backend: Solver,
+    options: SolveOptions,
+    progress: Progress | None = None,
 ) -> Conflict:
-    """Return the SLOs of an irreducible infeasible subset, or say the base model is at fault."""
+    """Return the SLOs of an irreducible infeasible subset, or say the base model is at fault.
+
+    `progress(done, total)` is called after each trial solve (one per hard SLO).
+    """
     slo_rows: dict[int, list[int]] = {}
     for r, ref in enumerate(compiled.rows):
         if ref.component == "slo" and isinstance(ref.index, int):
@@ -47,10 +58,12 @@ def conflicting_slos(
         no_patience = [c.name for c in lp.policy.classes if c.patience is None]
         return Conflict(items=(), base_infeasible=True, impatient_classes=tuple(no_patience))
     active = list(hard)
-    for k in list(hard):
+    for done, k in enumerate(list(hard), start=1):
         trial = [j for j in active if j != k]
         if not _feasible(backend, compiled.matrix, mask(trial), options):
             active = trial
+        if progress is not None:
+            progress(done, len(hard))
     items = tuple(
         (lp.rows[k].slo.label, lp.rows[k].slo.span)
         for k in active
