@@ -33,7 +33,8 @@ class Capabilities:
     """What a backend can do, declared up front so callers choose without trying."""
 
     duals: bool
-    iis: bool
+    iis: bool  # computes an irreducible infeasible subset natively (fluidgate falls back to
+    # deletion filtering over SLO rows, which works with any backend)
     max_variables: int | None = None
     max_constraints: int | None = None
 

@@ -27,7 +27,7 @@ SIZE_LIMIT = 2000
 
 class GurobiSolver:
     name = "gurobi"
-    capabilities = Capabilities(duals=True, iis=True)
+    capabilities = Capabilities(duals=True, iis=False)  # diagnosis: formulations/diagnose.py
 
     def available(self) -> Availability:
         try:

@@ -42,7 +42,7 @@ def _stdout_silenced() -> Iterator[None]:
 
 class HighsSolver:
     name = "highs"
-    capabilities = Capabilities(duals=True, iis=True)
+    capabilities = Capabilities(duals=True, iis=False)  # diagnosis: formulations/diagnose.py
 
     def available(self) -> Availability:
         try:
