@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+
+def _new_file_mode(target: Path) -> int:
+    """Keep an existing file's mode; a new file gets what `open()` would give it.
+
+    `mkstemp` creates 0600 files, which would make every output private by accident.
+    """
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        mask = os.umask(0o022)  # reading the umask means setting it; restore at once
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
@@ -22,6 +36,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _new_file_mode(target))
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

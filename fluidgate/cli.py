@@ -61,7 +61,7 @@ def _root(
 
 
 PolicyArg = Annotated[Path, typer.Argument(help="A policy file in the SLI language (.sli).",
-                                           show_default=False)]
+                                           show_default=False, metavar="POLICY")]
 
 
 def _load(path: Path) -> tuple[object, list[Diagnostic]]:
@@ -77,7 +77,7 @@ def _load(path: Path) -> tuple[object, list[Diagnostic]]:
 @app.command()
 def check(
     policies: Annotated[list[Path], typer.Argument(help="One or more policy files.",
-                                                   show_default=False)],
+                                                   show_default=False, metavar="POLICY...")],
 ) -> None:
     """Parse and check policies: syntax, names, units, and that every SLO is linear.
 
@@ -105,8 +105,10 @@ def check(
             continue
         for w in checked.warnings:
             _stderr().print(w.render(policy.source_text), markup=False)
-        out.print(f"{path}: ok — {len(policy.classes)} classes, {len(policy.slos)} SLO "
-                  f"constraints, {policy.pricing} pricing, objective {policy.objective.value}")
+        k, m = len(policy.classes), len(policy.slos)
+        out.print(f"{path}: ok — {k} class{'es' if k != 1 else ''}, {m} SLO "
+                  f"constraint{'s' if m != 1 else ''}, {policy.pricing} pricing, objective "
+                  f"{policy.objective.value}")
     if failed:
         raise typer.Exit(EXIT_INPUT)
 
@@ -134,9 +136,13 @@ def solve(
     and lets abandon. Exit 3 names the SLOs that conflict when the policy is infeasible.
     """
     from fluidgate.solvers.base import SolveOptions, SolverUnavailable, TerminationStatus
+    from fluidgate.solvers.registry import SOLVER_NAMES
 
     if method not in ("auto", "simplex", "ipm"):
         _fail(f"error: --method must be auto, simplex or ipm, not '{method}'", EXIT_INPUT)
+    if solver.lower() not in SOLVER_NAMES:
+        _fail(f"error: unknown solver '{solver}'; choose one of {', '.join(SOLVER_NAMES)}",
+              EXIT_INPUT)
     policy, warnings = _load(policy_file)
     from fluidgate.model import Policy
     from fluidgate.pipeline import solve_policy
@@ -149,20 +155,22 @@ def solve(
     bar = Progress("[progress.description]{task.description}", BarColumn(),
                    MofNCompleteColumn(), TimeElapsedColumn(), console=_stderr(), transient=True,
                    disable=quiet)
-    task = bar.add_task("infeasible: finding the SLOs that conflict", total=None,
-                        visible=False)
+    task = bar.add_task("infeasible: finding the SLOs that conflict", total=None)
 
     def on_progress(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total, visible=True)
+        if not bar.live.is_started:  # only an infeasible policy ever shows the bar
+            bar.start()
+        bar.update(task, completed=done, total=total)
 
     try:
-        with bar:
-            sol = solve_policy(policy, solver,
-                               SolveOptions(time_limit=time_limit, method=method), on_progress)
+        sol = solve_policy(policy, solver, SolveOptions(time_limit=time_limit, method=method),
+                           on_progress)
     except SolverUnavailable as exc:
         _fail(f"error: {exc}", EXIT_SOLVER)
     except PolicyError as exc:
         _policy_error(exc)
+    finally:
+        bar.stop()
     if json_out is not None:
         from fluidgate.document import solution_document, write_solution
 
@@ -228,7 +236,7 @@ def explain(policy_file: PolicyArg) -> None:
         text = explain_policy(policy)
     except PolicyError as exc:
         _policy_error(exc)
-    Console(highlight=False).print(text, markup=False)
+    Console(highlight=False, soft_wrap=True).print(text, markup=False)
 
 
 def _mount_calibration() -> None:

@@ -42,6 +42,7 @@ def solution_document(sol: Solution) -> dict[str, Any]:
         "objective": _num(sol.objective),
         "objective_cluster": _num(sol.cluster_objective),
         "revenue_rate": _num(sol.revenue_rate),
+        "penalty": sol.penalty,
         "units": {"objective": "per GPU per second", "time": "s", "rate": "requests/s",
                   "lp_variables": "per GPU"},
         "cluster": {
@@ -87,7 +88,8 @@ def solution_document(sol: Solution) -> dict[str, Any]:
             "label": o.label, "line": o.line, "soft": o.soft, "op": o.op,
             "value": _num(o.value), "bound": _num(o.bound), "slack": _num(o.slack),
             "binding": o.binding, "shadow_price": _num(o.shadow_price),
-            "violation": _num(o.violation), "unit": o.unit,
+            "violation": _num(o.violation),
+            "display_unit": o.unit, "display_scale": o.unit_scale,
         })
     if sol.conflict is not None:
         doc["conflict"] = {

@@ -55,7 +55,7 @@ def solve_policy(
     K = len(policy.classes)
     values = {name: compiled.column_values(result.x, name, K) for name in VARIABLES}
     classes, plan, warnings = class_solutions(policy, values)
-    slos, revenue = read_slos(lp, compiled, result)
+    slos, revenue, penalty = read_slos(lp, compiled, result)
     return Solution(
         policy=policy,
         solver=backend.name,
@@ -63,6 +63,7 @@ def solve_policy(
         message=result.message,
         objective=result.objective,
         revenue_rate=revenue,
+        penalty=penalty,
         classes=classes,
         plan=plan,
         slos=tuple(slos),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -44,20 +45,23 @@ def render_solution(sol: Solution, console: Console) -> None:
     summary.add_row(f"R* ({pol.objective.value}) per GPU", f"{sol.objective:,.7g} {unit}")
     summary.add_row("R* for the cluster", f"{sol.objective * c.gpus:,.6g} {unit}  "
                     f"({sol.objective * c.gpus * 3600:,.6g} per hour)")
-    if sol.revenue_rate is not None and abs(sol.revenue_rate - sol.objective) > 1e-9:
-        summary.add_row("before soft-SLO penalties", f"{sol.revenue_rate:,.7g} {unit} per GPU")
+    if sol.penalty > 0:
+        summary.add_row("soft-SLO penalties", f"{sol.penalty:,.7g} {unit} per GPU (subtracted)")
+    if pol.objective.value != "revenue" and sol.revenue_rate is not None:
+        summary.add_row("revenue", f"{sol.revenue_rate:,.7g} money/s per GPU")
     p = sol.plan
     summary.add_row("cluster plan", f"{p.mixed_gpus} mixed + {p.solo_gpus} solo of {p.gpus} "
                     f"GPUs (Σx = {p.mixed_share:.4f}; B = {c.max_batch}, C = {c.chunk:g})")
     summary.add_row("iteration", f"τ_mix = {c.tau * 1e3:.2f} ms, τ_solo = "
                     f"{c.iteration.tau_solo * 1e3:.2f} ms (γ = {c.gamma:.2f}/s)"
-                    f"  [{c.iteration.source}]")
+                    f"  from {escape(c.iteration.source)}")
     console.print(Panel(Group(head, Text(""), summary), title="fluidgate solve"))
 
     n = c.gpus
     t = Table(title="What the plan does, per class (cluster-wide)", title_justify="left")
     for col in ("class", "arrive/s", "admit/s", "serve/s", "abandon", "TTFT", "TPOT"):
-        t.add_column(col, justify="left" if col == "class" else "right")
+        t.add_column(col, justify="left" if col == "class" else "right",
+                     overflow="fold" if col == "class" else "ellipsis")
     for cs in sol.classes:
         t.add_row(cs.name, _fmt(cs.arrivals), _fmt(cs.admitted), _fmt(cs.served),
                   f"{_clean(cs.abandonment) * 100:.2f}%", _ms(cs.ttft), _ms(cs.tpot))
@@ -65,10 +69,12 @@ def render_solution(sol: Solution, console: Console) -> None:
     t = Table(title="Where it runs (GPUs and requests, cluster-wide)", title_justify="left")
     for col in ("class", "prefilling", "decode mixed", "decode solo", "wait prefill",
                 "wait decode", "to solo"):
-        t.add_column(col, justify="left" if col == "class" else "right")
+        t.add_column(col, justify="left" if col == "class" else "right",
+                     overflow="fold" if col == "class" else "ellipsis")
     for cs in sol.classes:
+        to_solo = f"{cs.p_solo * 100:.1f}%" if cs.served > 0 else "—"
         t.add_row(cs.name, _fmt(n * cs.x), _fmt(n * cs.y_m), _fmt(n * cs.y_s),
-                  _fmt(n * cs.q_p), _fmt(n * cs.q_d), f"{cs.p_solo * 100:.1f}%")
+                  _fmt(n * cs.q_p), _fmt(n * cs.q_d), to_solo)
     console.print(t)
     if sol.slos:
         s = Table(title="Service levels (shadow price: what one unit of looser bound is "
@@ -80,9 +86,10 @@ def render_solution(sol: Solution, console: Console) -> None:
             shadow = "—"
             if o.shadow_price is not None:
                 per_hour = o.shadow_price * n * 3600 * scale
-                shadow = f"{per_hour:,.4g} per {o.unit}" if abs(per_hour) > 1e-9 else "0"
+                tiny = abs(o.shadow_price) < 1e-7 * max(1.0, abs(sol.objective))
+                shadow = "0" if tiny else f"{per_hour:,.4g} per {o.unit or 'unit'}"
             s.add_row(
-                str(o.line or ""), o.label + (" (soft)" if o.soft else ""),
+                str(o.line or ""), escape(o.label),
                 _scaled(o.value, scale, o.unit), _scaled(o.bound, scale, o.unit),
                 "yes" if o.binding else "",
                 shadow + (f"; violated by {_scaled(o.violation, scale, o.unit)}"

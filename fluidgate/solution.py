@@ -83,8 +83,9 @@ class Solution:
     solver: str
     status: TerminationStatus
     message: str
-    objective: float | None = None  # per GPU per second, penalties included
-    revenue_rate: float | None = None  # per GPU per second, the objective without penalties
+    objective: float | None = None  # per GPU per second, soft-SLO penalties subtracted
+    revenue_rate: float | None = None  # money per GPU per second, whatever the objective
+    penalty: float = 0.0  # soft-SLO penalties subtracted from the objective, per GPU
     classes: tuple[ClassSolution, ...] = ()
     plan: ClusterPlan | None = None
     slos: tuple[SloOutcome, ...] = ()
@@ -99,6 +100,21 @@ class Solution:
     @property
     def cluster_objective(self) -> float | None:
         return None if self.objective is None else self.objective * self.policy.cluster.gpus
+
+
+def revenue_per_gpu(policy: Policy, values: dict[str, list[float]]) -> float:
+    """Money per GPU per second at these LP values, whatever the policy maximises."""
+    c = policy.cluster
+    total = 0.0
+    for i, cls in enumerate(policy.classes):
+        r = service_rates(c, cls)
+        x, ym, ys = values["x"][i], values["y_m"][i], values["y_s"][i]
+        if policy.pricing == "bundled":
+            total += cls.bundled_price * (r.mu_m * ym + r.mu_s * ys)
+        else:
+            total += (cls.price_input * c.chunk / c.tau * x + cls.price_output / c.tau * ym
+                      + cls.price_output * c.gamma * ys)
+    return total
 
 
 def class_solutions(

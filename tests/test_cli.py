@@ -80,9 +80,48 @@ def test_traffic_beyond_capacity_without_patience(tmp_path: Path) -> None:
     assert "classes without patience ('decode_heavy', 'prefill_heavy')" in res.output
 
 
-def test_unknown_and_unavailable_solvers() -> None:
+def test_unknown_solver_is_an_input_error() -> None:
     res = RUN.invoke(app, ["solve", str(EXAMPLES / "two_class.sli"), "--solver", "cplex"])
-    assert res.exit_code == 4 and "unknown solver 'cplex'" in res.output
+    assert res.exit_code == 2 and "unknown solver 'cplex'" in res.output
+
+
+def test_unavailable_solver_exits_4_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fluidgate.solvers.base import Availability
+    from fluidgate.solvers.gurobi import GurobiSolver
+
+    monkeypatch.setattr(GurobiSolver, "available",
+                        lambda self: Availability(False, "no usable Gurobi licence"))
+    res = RUN.invoke(app, ["solve", str(EXAMPLES / "two_class.sli"), "--solver", "gurobi"])
+    assert res.exit_code == 4
+    assert "solver 'gurobi' is not available: no usable Gurobi licence" in res.output
+
+
+def test_solution_file_gets_normal_permissions(tmp_path: Path) -> None:
+    out = tmp_path / "s.json"
+    RUN.invoke(app, ["solve", str(EXAMPLES / "two_class.sli"), "--json", str(out), "-q"])
+    assert out.stat().st_mode & 0o044 == 0o044  # readable by group and others (umask 022)
+
+
+def test_non_revenue_objective_still_reports_real_revenue(tmp_path: Path) -> None:
+    text = REFERENCE.replace("objective maximize revenue", "objective maximize served")
+    out = tmp_path / "s.json"
+    res = RUN.invoke(app, ["solve", str(write(tmp_path, text)), "--json", str(out), "-q"])
+    assert res.exit_code == 0
+    doc = json.loads(out.read_text())
+    # served = Σ completions per GPU; revenue = Σ w_i · completions_i, w = (230, 380)
+    served = {k: v["served"] / 500 for k, v in doc["classes"].items()}
+    assert doc["objective"] == pytest.approx(sum(served.values()), rel=1e-9)
+    assert doc["revenue_rate"] == pytest.approx(
+        230 * served["decode_heavy"] + 380 * served["prefill_heavy"], rel=1e-9)
+
+
+def test_labels_come_from_the_constraint_not_the_line(tmp_path: Path) -> None:
+    text = REFERENCE + "\nslo { served(decode_heavy) >= 10 /s; ttft(all) <= 2 s  # both\n}\n"
+    out = tmp_path / "s.json"
+    RUN.invoke(app, ["solve", str(write(tmp_path, text)), "--json", str(out), "-q"])
+    labels = [s["label"] for s in json.loads(out.read_text())["slos"]]
+    assert labels == ["served(decode_heavy) >= 10 /s", "ttft(decode_heavy) <= 2 s",
+                      "ttft(prefill_heavy) <= 2 s"]
 
 
 def test_bad_method_is_an_input_error() -> None:

@@ -173,7 +173,7 @@ def reject(line: str) -> str:
     ("line", "reason"),
     [
         ("ttft(decode_heavy) * ttft(prefill_heavy) <= 1 s * 1 s", "not linear"),
-        ("ttft(decode_heavy) / (mixed_gpus - 0.5) <= 3 s", "can be zero or change sign"),
+        ("ttft(decode_heavy) / (mixed_gpus - 0.5) <= 3 s", "whose sign is not fixed"),
         ("tpot(decode_heavy) + tpot(prefill_heavy) <= 50 ms", "not linear"),
         ("soft tpot <= 30 ms penalty 5", "ratio metric (tpot) may not appear in a soft"),
         ("spread(prefill) >= 0.1", "only be bounded from above"),

@@ -144,9 +144,11 @@ def evaluate_expr(
 
 def read_slos(
     lp: FluidLP, compiled: CompiledLP, result: SolverResult
-) -> tuple[list[SloOutcome], float]:
-    """Each SLO's achieved value, bound, slack, and shadow price; and the revenue rate."""
+) -> tuple[list[SloOutcome], float, float]:
+    """Each SLO's achieved value, bound, slack and shadow price; the revenue rate (money per
+    GPU per second) and the total soft-SLO penalty."""
     from fluidgate.formulations.fluid_lp import VARIABLES
+    from fluidgate.solution import revenue_per_gpu
 
     policy, m = lp.policy, lp.model
     assert result.x is not None and result.row_duals is not None
@@ -175,7 +177,7 @@ def read_slos(
             if row.equality:
                 viol += _component_value(m, "violation_below", k, x, col_index)
             penalties += row.slo.penalty * viol
-    revenue = (result.objective or 0.0) + penalties
+    revenue = revenue_per_gpu(policy, values)
     for k, row in enumerate(rows):
         slo = row.slo
         lhs = evaluate_expr(policy, values, slo.lhs, revenue)
@@ -203,7 +205,7 @@ def read_slos(
             value=lhs, bound=rhs, op=slo.op, slack=slack, binding=binding,
             shadow_price=shadow, violation=violation, unit=slo.unit,
             unit_scale=slo.unit_scale))
-    return outcomes, revenue
+    return outcomes, revenue, penalties
 
 
 def _component_value(m: Any, comp: str, k: int, x: np.ndarray, col_index: dict[str, int]) -> float:

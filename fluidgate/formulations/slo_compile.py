@@ -178,8 +178,8 @@ class SloCompiler:
         sign = _sign(sp, den, den_vars)
         if sign is None:
             raise SloCompileError(Diagnostic(
-                "this constraint divides by an expression that can be zero or change sign, so "
-                "it cannot be multiplied out into a linear constraint", span,
+                "this constraint divides by an expression whose sign is not fixed, so it "
+                "cannot be multiplied out into a linear constraint", span,
                 hint="divide only by constants or by metrics that are never negative"))
         if soft and den_vars:
             raise SloCompileError(Diagnostic(

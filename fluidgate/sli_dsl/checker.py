@@ -91,6 +91,30 @@ def _positive(a: sx.Assign, v: float, bag: DiagnosticBag, strict: bool = True) -
     return ok
 
 
+# Values outside these ranges are typos or unit slips, and they wreck the LP's numerics
+# (HiGHS rejects coefficients beyond 1e15): catch them here, with a position.
+PLAUSIBLE: dict[str, tuple[float, float, str]] = {
+    "gpus": (1, 1e7, "GPUs"),
+    "max_batch": (2, 1e6, "streams"),
+    "chunk": (1, 1e7, "tokens"),
+    "prompt": (1, 1e8, "tokens"),
+    "output": (1, 1e8, "tokens"),
+    "patience": (1e-3, 1e9, "s"),
+    "rate": (1e-9, 1e7, "requests/s per GPU"),
+    "solo": (1e-6, 3600, "s"),
+    "weight": (1e-6, 1e6, ""),
+}
+
+
+def _plausible(a: sx.Assign, value: float, bag: DiagnosticBag, key: str | None = None) -> bool:
+    lo, hi, unit = PLAUSIBLE[key or a.name]
+    if lo <= value <= hi:
+        return True
+    bag.error(f"'{a.name}' = {value:g} {unit} is outside the range fluidgate can solve "
+              f"reliably ({lo:g} to {hi:g} {unit})".replace("  ", " "), a.value.span)
+    return False
+
+
 def _integer(a: sx.Assign, minimum: int, bag: DiagnosticBag) -> int | None:
     got = _value(a, [NUMBER], bag, str(minimum))
     if got is None:
@@ -98,6 +122,8 @@ def _integer(a: sx.Assign, minimum: int, bag: DiagnosticBag) -> int | None:
     if got.const != int(got.const) or got.const < minimum:
         bag.error(f"'{a.name}' must be an integer of at least {minimum}, got {got.const:g}",
                   a.value.span)
+        return None
+    if not _plausible(a, got.const, bag):
         return None
     return int(got.const)
 
@@ -123,9 +149,14 @@ def _check_iteration(
             bag.error("'mixed' needs a positive intercept and a non-negative slope in chunk",
                       a.value.span)
             mixed = None
+        if mixed is not None and not (1e-6 <= mixed.const <= 3600 and mixed.slope <= 1.0):
+            bag.error("'mixed' is outside the range fluidgate can solve reliably (intercept "
+                      "1 us to 1 h, slope at most 1 s/token)", a.value.span)
+            mixed = None
     if "solo" in f:
         solo = _value(f["solo"], [TIME], bag, "22 ms")
-        if solo is not None and not _positive(f["solo"], solo.const, bag):
+        if solo is not None and not (_positive(f["solo"], solo.const, bag)
+                                     and _plausible(f["solo"], solo.const, bag)):
             solo = None
     if mixed is None or solo is None:
         return None
@@ -160,7 +191,8 @@ def _check_cluster(
     chunk = None
     if "chunk" in f:
         got = _value(f["chunk"], [TOKENS], bag, "256 tokens")
-        if got is not None and _positive(f["chunk"], got.const, bag):
+        if got is not None and _positive(f["chunk"], got.const, bag) and _plausible(
+                f["chunk"], got.const, bag):
             chunk = got.const
     iteration = None
     if not block.iterations:
@@ -217,10 +249,13 @@ def _check_class(
                 rate = got.const
             elif cluster is not None:
                 rate = got.const / cluster.gpus
+            if rate is not None and not _plausible(f["rate"], rate, bag):
+                rate = None
     for name in ("prompt", "output"):
         if name in f:
             got = _value(f[name], [TOKENS], bag, "300 tokens")
-            if got is not None and _positive(f[name], got.const, bag):
+            if got is not None and _positive(f[name], got.const, bag) and _plausible(
+                    f[name], got.const, bag):
                 if name == "prompt":
                     prompt = got.const
                 else:
@@ -231,12 +266,14 @@ def _check_class(
             patience = None
         else:
             got = _value(a, [TIME], bag, "10 s")
-            ok = got is not None and _positive(a, got.const, bag)
+            ok = got is not None and _positive(a, got.const, bag) and _plausible(a, got.const,
+                                                                                   bag)
             patience = got.const if got is not None else None
     weight = 1.0
     if "weight" in f:
         got = _value(f["weight"], [NUMBER], bag, "1")
-        ok = ok and got is not None and _positive(f["weight"], got.const, bag)
+        ok = ok and got is not None and _positive(f["weight"], got.const, bag) and _plausible(
+            f["weight"], got.const, bag)
         weight = got.const if got is not None else 1.0
     prices = dict(default_prices)
     for extra in block.prices[1:]:

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 
 from fluidgate.diagnostics import DiagnosticBag, did_you_mean
 from fluidgate.sli_dsl import syntax as sx
-from fluidgate.sli_dsl.units import NUMBER, PER_MONEY, PER_WORDS, RATE, UNITS, Dim, Value
+from fluidgate.sli_dsl.units import (
+    MONEY_RATE,
+    NUMBER,
+    PER_MONEY,
+    PER_WORDS,
+    RATE,
+    UNITS,
+    Dim,
+    Value,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +51,10 @@ def quantity_value(q: sx.Quantity, bag: DiagnosticBag) -> Value | None:
             if per_gpu:
                 bag.error("'per gpu' is given twice", q.span)
                 return None
-            if dim != RATE:
+            if dim not in (RATE, MONEY_RATE):
                 bag.error(
-                    f"'per gpu' only follows a rate (like '0.5 /s per gpu'), not {dim.describe()}",
+                    f"'per gpu' only follows a rate (like '0.5 /s per gpu' or '280 per s per "
+                    f"gpu'), not {dim.describe()}",
                     q.span,
                 )
                 return None

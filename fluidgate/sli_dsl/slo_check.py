@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from fluidgate.diagnostics import DiagnosticBag, did_you_mean
+from fluidgate.diagnostics import DiagnosticBag, Span, did_you_mean
 from fluidgate.model import BinOp, Cluster, Const, Expr, MetricRef, Neg, Op, SloConstraint
 from fluidgate.sli_dsl import syntax as sx
 from fluidgate.sli_dsl.evaluate import quantity_value
@@ -135,6 +135,18 @@ _DISPLAY = {TIME: ("ms", 1e-3), NUMBER: ("%", 0.01), RATE: ("req/s", 1.0),
             MONEY_RATE: ("money/s", 1.0)}
 
 
+def _span_text(lines: Sequence[str], span: Span) -> str:
+    """The source text a span covers (a constraint may share its line with others)."""
+    if span.line > len(lines):
+        return ""
+    if span.line == span.end_line:
+        return lines[span.line - 1][span.column - 1 : span.end_column - 1]
+    parts = [lines[span.line - 1][span.column - 1 :]]
+    parts += lines[span.line : span.end_line - 1]
+    parts.append(lines[span.end_line - 1][: span.end_column - 1])
+    return " ".join(parts)
+
+
 def _expand_all(e: Expr, cls: str) -> Expr:
     if isinstance(e, MetricRef):
         return MetricRef(e.name, cls, e.span) if e.arg == "all" else e
@@ -178,9 +190,9 @@ def check_slo_block(
         if c.soft and (lhs.has_ratio or rhs.has_ratio):
             bag.error("a ratio metric (tpot) may not appear in a soft constraint", c.span)
             continue
-        text = lines[c.span.line - 1].strip() if c.span.line <= len(lines) else ""
+        text = _span_text(lines, c.span)
         op: Op = "<=" if c.op == "<=" else ">=" if c.op == ">=" else "=="
-        base = text.split("#")[0].strip()
+        base = " ".join(text.split())
         dim = lhs.dim if not lhs.is_zero else rhs.dim
         unit, scale = _DISPLAY.get(dim, (dim.describe(), 1.0))
         if dim == NUMBER and "abandonment" not in base and "mixed_gpus" not in base:
