@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(DEVSTAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,docs]"
+# torch (for `fluidgate calibrate measure` and its tests) is pinned to the CPU build.
+$(DEVSTAMP): pyproject.toml constraints/torch-cpu.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev,docs,calibrate]" -c constraints/torch-cpu.txt
 	touch $(STAMP) $@
 
 ## run: solve the bundled example with HiGHS and print the plan

@@ -240,10 +240,6 @@ def explain(policy_file: PolicyArg) -> None:
 
 
 def _mount_calibration() -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("fluidgate.calibration.cli") is None:  # TEMP until it lands
-        return
     from fluidgate.calibration.cli import app as calibrate_app
 
     app.add_typer(calibrate_app, name="calibrate",

@@ -10,9 +10,7 @@ from fluidgate.calibration.curves import FORMS, fit_hinge, fit_linear
 from fluidgate.calibration.fit import FitError, FitOptions, calibrate
 
 
-def _rows(
-    solo: list[tuple[int, float]], chunked: list[tuple[int, int, float]]
-) -> MeasurementSet:
+def _rows(solo: list[tuple[int, float]], chunked: list[tuple[int, int, float]]) -> MeasurementSet:
     rows = [Measurement("solo", b, 0, t) for b, t in solo]
     rows += [Measurement(classify(b, c), b, c, t) for b, c, t in chunked]
     return MeasurementSet(tuple(rows))
@@ -78,8 +76,10 @@ def _coverage(fit: object, truth: np.ndarray, seeds: int, make: object) -> np.nd
     for seed in range(seeds):
         result = fit(*make(np.random.default_rng(seed)))  # type: ignore[operator]
         ci = result.ci95()
-        hits += [name in ci and ci[name][0] <= t <= ci[name][1]
-                 for name, t in zip(result.form.names, truth, strict=True)]
+        hits += [
+            name in ci and ci[name][0] <= t <= ci[name][1]
+            for name, t in zip(result.form.names, truth, strict=True)
+        ]
     return hits / seeds
 
 
@@ -133,8 +133,10 @@ def test_derived_constants_intervals_cover_the_truth() -> None:
         rng = np.random.default_rng(seed)
         ym = (0.02 + 1e-4 * chunk + 5e-4 * b) * (1 + 0.03 * rng.standard_normal(b.size))
         ys = (0.015 + 2e-4 * solo_b) * (1 + 0.03 * rng.standard_normal(solo_b.size))
-        data = _rows([(int(x), float(t)) for x, t in zip(solo_b, ys, strict=True)],
-                     [(int(x), int(c), float(t)) for x, c, t in zip(b, chunk, ym, strict=True)])
+        data = _rows(
+            [(int(x), float(t)) for x, t in zip(solo_b, ys, strict=True)],
+            [(int(x), int(c), float(t)) for x, c, t in zip(b, chunk, ym, strict=True)],
+        )
         cal = calibrate(data, FitOptions(16, (64, 1024), "affine", "affine", False))
         for name, value in truth.items():
             lo, hi = cal.derived_ci95[name]
@@ -171,15 +173,18 @@ def test_affine_data_keep_the_affine_form() -> None:
 def test_a_wild_point_is_left_out_and_reported() -> None:
     chunks = [128, 256, 512, 1024, 2048, 4096, 8192, 16384]
     rng = np.random.default_rng(1)
-    times = [(0.03 + 1.5e-4 * c + 7e-9 * c * c) * (1 + 0.02 * rng.standard_normal())
-             for c in chunks]
+    times = [
+        (0.03 + 1.5e-4 * c + 7e-9 * c * c) * (1 + 0.02 * rng.standard_normal()) for c in chunks
+    ]
     times[1] *= 1.8  # one timing hit by, say, a clock change
     solo = [(b, 0.015 + 2e-4 * b) for b in (1, 2, 4, 8)]
     cal = calibrate(_rows(solo, [(0, c, t) for c, t in zip(chunks, times, strict=True)]))
     assert [p[1] for p in cal.mix.dropped] == [256.0]
     assert any("left out an outlier (C=256" in w for w in cal.warnings)
-    kept = calibrate(_rows(solo, [(0, c, t) for c, t in zip(chunks, times, strict=True)]),
-                     FitOptions(drop_outliers=False))
+    kept = calibrate(
+        _rows(solo, [(0, c, t) for c, t in zip(chunks, times, strict=True)]),
+        FitOptions(drop_outliers=False),
+    )
     assert kept.mix.dropped == ()
     assert kept.mix.n == len(chunks)
 

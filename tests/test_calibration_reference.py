@@ -61,3 +61,27 @@ def test_bad_calibration_file_is_a_positioned_policy_error(
         '    iteration from "calib.json"') + 1
     assert f"{path}:{line}:20: error: " in text
     assert message in text
+
+
+def test_operating_point_mismatch_is_a_warning(tmp_path: Path) -> None:
+    path = policy_with_file(tmp_path, {"schema": "fluidgate.calibration/v1", "alpha": 0.0174,
+                                       "beta": 6.2e-5, "gamma": 45.0, "max_batch": 32,
+                                       "chunk_range": [512, 2048]})
+    checked = load_policy(path)
+    messages = [w.message for w in checked.warnings]
+    assert any("derived for max_batch = 32, but the cluster uses 16" in m for m in messages)
+    assert any("chunk = 256 tokens lies outside the calibration's chunk range 512–2048" in m
+               for m in messages)
+    assert all(w.span is not None and w.span.file == str(path) for w in checked.warnings)
+
+
+def test_calibrated_example_uses_the_committed_sarathi_fit() -> None:
+    from tests.conftest import EXAMPLES, ROOT
+
+    calib = json.loads((ROOT / "fluidgate/calibration/data/sarathi-serve-fig2.calib.json")
+                       .read_text())
+    checked = load_policy(EXAMPLES / "calibrated.sli")
+    assert checked.warnings == []
+    it = checked.policy.cluster.iteration
+    assert (it.alpha, it.beta, it.gamma) == (calib["alpha"], calib["beta"],
+                                             pytest.approx(calib["gamma"], rel=1e-15))

@@ -71,7 +71,8 @@ class CalibrationFile(BaseModel):
 
 def dump_calibration(calib: CalibrationFile) -> str:
     """The JSON text of a calibration file, with the `schema` key spelled as the contract wants."""
-    return json.dumps(calib.model_dump(mode="json", by_alias=True), indent=2) + "\n"
+    payload = calib.model_dump(mode="json", by_alias=True)
+    return json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
 
 
 def save_calibration(path: Path, calib: CalibrationFile) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fluidgate.diagnostics import DiagnosticBag, Span, did_you_mean
 from fluidgate.model import (
@@ -32,6 +33,9 @@ from fluidgate.sli_dsl.units import (
     TOKENS,
     Dim,
 )
+
+if TYPE_CHECKING:
+    from fluidgate.calibration.schema import CalibrationFile
 
 CLUSTER_FIELDS = ("gpus", "max_batch", "chunk")
 ITERATION_FIELDS = ("mixed", "solo")
@@ -130,7 +134,7 @@ def _integer(a: sx.Assign, minimum: int, bag: DiagnosticBag) -> int | None:
 
 def _check_iteration(
     item: sx.IterationBlock | sx.IterationFrom, base_dir: Path | None, bag: DiagnosticBag
-) -> IterationTime | None:
+) -> tuple[IterationTime | None, CalibrationFile | None]:
     if isinstance(item, sx.IterationFrom):
         return _load_iteration_file(item, base_dir, bag)
     f = _fields(item.assigns, ITERATION_FIELDS, "the iteration block", bag)
@@ -159,13 +163,13 @@ def _check_iteration(
                                      and _plausible(f["solo"], solo.const, bag)):
             solo = None
     if mixed is None or solo is None:
-        return None
-    return IterationTime(alpha=mixed.const, beta=mixed.slope, tau_solo=solo.const)
+        return None, None
+    return IterationTime(alpha=mixed.const, beta=mixed.slope, tau_solo=solo.const), None
 
 
 def _load_iteration_file(
     item: sx.IterationFrom, base_dir: Path | None, bag: DiagnosticBag
-) -> IterationTime | None:
+) -> tuple[IterationTime | None, CalibrationFile | None]:
     from fluidgate.calibration.schema import CalibrationError, load_calibration
 
     path = Path(item.path)
@@ -175,8 +179,25 @@ def _load_iteration_file(
         calib = load_calibration(path)
     except CalibrationError as exc:
         bag.error(str(exc), item.path_span)
-        return None
-    return IterationTime(calib.alpha, calib.beta, 1.0 / calib.gamma, source=str(path))
+        return None, None
+    return IterationTime(calib.alpha, calib.beta, 1.0 / calib.gamma, source=str(path)), calib
+
+
+def _check_calibration_fit(
+    cluster: Cluster, calib: CalibrationFile, span: Span, bag: DiagnosticBag
+) -> None:
+    """γ and the secant α + β·C are derived for one B and one chunk range: say so when the
+    policy runs outside them, since the constants then describe another operating point."""
+    if calib.max_batch is not None and calib.max_batch != cluster.max_batch:
+        bag.warning(f"the calibration was derived for max_batch = {calib.max_batch}, but the "
+                    f"cluster uses {cluster.max_batch}: γ = 1/τ_solo(B) and the secant of "
+                    "τ_mix(·, B−1) belong to the other batch size", span,
+                    hint=f"re-run 'fluidgate calibrate fit ... --max-batch {cluster.max_batch}'")
+    rng = calib.chunk_range
+    if rng is not None and not (rng[0] <= cluster.chunk <= rng[1]):
+        bag.warning(f"chunk = {cluster.chunk:g} tokens lies outside the calibration's chunk "
+                    f"range {rng[0]:g}–{rng[1]:g}: the secant α + β·C is an extrapolation "
+                    "there", span)
 
 
 def _check_cluster(
@@ -194,17 +215,20 @@ def _check_cluster(
         if got is not None and _positive(f["chunk"], got.const, bag) and _plausible(
                 f["chunk"], got.const, bag):
             chunk = got.const
-    iteration = None
+    iteration = calib = None
     if not block.iterations:
         bag.error("the cluster block needs 'iteration { mixed = ...; solo = ... }' or "
                   "'iteration from \"calib.json\"'", block.span)
     for extra in block.iterations[1:]:
         bag.error("the iteration time is given twice", extra.span)
     if block.iterations:
-        iteration = _check_iteration(block.iterations[0], base_dir, bag)
+        iteration, calib = _check_iteration(block.iterations[0], base_dir, bag)
     if gpus is None or batch is None or chunk is None or iteration is None:
         return None
-    return Cluster(gpus=gpus, max_batch=batch, chunk=chunk, iteration=iteration)
+    cluster = Cluster(gpus=gpus, max_batch=batch, chunk=chunk, iteration=iteration)
+    if calib is not None:
+        _check_calibration_fit(cluster, calib, block.iterations[0].span, bag)
+    return cluster
 
 
 def _check_prices(
