@@ -77,7 +77,7 @@ def _load(path: Path) -> tuple[object, list[Diagnostic]]:
 @app.command()
 def check(
     policies: Annotated[list[Path], typer.Argument(help="One or more policy files.",
-                                                   show_default=False, metavar="POLICY...")],
+                                                   show_default=False, metavar="POLICY")],
 ) -> None:
     """Parse and check policies: syntax, names, units, and that every SLO is linear.
 

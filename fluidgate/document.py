@@ -42,7 +42,7 @@ def solution_document(sol: Solution) -> dict[str, Any]:
         "objective": _num(sol.objective),
         "objective_cluster": _num(sol.cluster_objective),
         "revenue_rate": _num(sol.revenue_rate),
-        "penalty": sol.penalty,
+        "penalty": sol.penalty if sol.optimal else None,
         "units": {"objective": "per GPU per second", "time": "s", "rate": "requests/s",
                   "lp_variables": "per GPU"},
         "cluster": {
@@ -76,7 +76,7 @@ def solution_document(sol: Solution) -> dict[str, Any]:
             "wait": cs.wait,
             "ttft": _num(cs.ttft),
             "tpot": _num(cs.tpot),
-            "p_solo": cs.p_solo,
+            "p_solo": _num(cs.p_solo),
             "prefill_gpus": c.gpus * cs.x,
             "decodes_mixed": c.gpus * cs.y_m,
             "decodes_solo": c.gpus * cs.y_s,

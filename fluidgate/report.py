@@ -72,7 +72,7 @@ def render_solution(sol: Solution, console: Console) -> None:
         t.add_column(col, justify="left" if col == "class" else "right",
                      overflow="fold" if col == "class" else "ellipsis")
     for cs in sol.classes:
-        to_solo = f"{cs.p_solo * 100:.1f}%" if cs.served > 0 else "—"
+        to_solo = "—" if cs.p_solo is None else f"{cs.p_solo * 100:.1f}%"
         t.add_row(cs.name, _fmt(n * cs.x), _fmt(n * cs.y_m), _fmt(n * cs.y_s),
                   _fmt(n * cs.q_p), _fmt(n * cs.q_d), to_solo)
     console.print(t)

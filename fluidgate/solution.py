@@ -32,7 +32,7 @@ class ClassSolution:
     wait: float  # s
     ttft: float | None  # s; None for a class the plan never admits
     tpot: float | None  # s per output token; None when the class decodes nowhere
-    p_solo: float  # share of this class's decodes placed on solo GPUs
+    p_solo: float | None  # share of this class's decodes on solo GPUs; None if never served
 
     @property
     def lp_values(self) -> dict[str, float]:
@@ -144,7 +144,7 @@ def class_solutions(
                 wait=wait,
                 ttft=wait + cls.prompt * c.tau / c.chunk if x > QUEUE_TOL else None,
                 tpot=(ym + ys) / tokens_per_s if tokens_per_s > 0 else None,
-                p_solo=decode_solo / served if served > 0 else 1.0,
+                p_solo=decode_solo / served if served > 0 else None,
             )
         )
         if qd > QUEUE_TOL:

@@ -187,7 +187,8 @@ def import_command(
             help="vllm | sglang | sarathi | splitwise | distserve | auto (recognise by content)",
         ),
     ],
-    file: Annotated[Path, typer.Argument(help="the log or data file to convert")],
+    file: Annotated[Path, typer.Argument(help="the log or data file to convert",
+                                         metavar="FILE")],
     out: Annotated[Path, typer.Option("--out", "-o", help="measurement CSV to write")] = Path(
         "measurements.csv"
     ),
@@ -227,7 +228,8 @@ def fit_command(
     files: Annotated[
         list[Path],
         typer.Argument(
-            help="measurement CSVs or any file `import` understands (recognised by content)"
+            help="measurement CSVs or any file `import` understands (recognised by content)",
+            metavar="FILE",
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="calibration JSON to write")] = Path(

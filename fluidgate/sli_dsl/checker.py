@@ -114,8 +114,9 @@ def _plausible(a: sx.Assign, value: float, bag: DiagnosticBag, key: str | None =
     lo, hi, unit = PLAUSIBLE[key or a.name]
     if lo <= value <= hi:
         return True
-    bag.error(f"'{a.name}' = {value:g} {unit} is outside the range fluidgate can solve "
-              f"reliably ({lo:g} to {hi:g} {unit})".replace("  ", " "), a.value.span)
+    unit = f" {unit}" if unit else ""
+    bag.error(f"'{a.name}' = {value:g}{unit} is outside the range fluidgate can solve "
+              f"reliably ({lo:g} to {hi:g}{unit})", a.value.span)
     return False
 
 
@@ -296,8 +297,9 @@ def _check_class(
     weight = 1.0
     if "weight" in f:
         got = _value(f["weight"], [NUMBER], bag, "1")
-        ok = ok and got is not None and _positive(f["weight"], got.const, bag) and _plausible(
+        weight_ok = got is not None and _positive(f["weight"], got.const, bag) and _plausible(
             f["weight"], got.const, bag)
+        ok = ok and weight_ok
         weight = got.const if got is not None else 1.0
     prices = dict(default_prices)
     for extra in block.prices[1:]:

@@ -11,7 +11,13 @@ from importlib import resources
 from typing import Any
 
 from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
 
 from fluidgate.diagnostics import Diagnostic, PolicyError, Span
 from fluidgate.sli_dsl import syntax as sx
@@ -76,7 +82,15 @@ class PolicyParser:
             tree = self._lark.parse(text)
         except UnexpectedInput as exc:
             raise PolicyError([self._syntax_diagnostic(exc, text, file)], text) from None
-        items = _ToSyntax(file).transform(tree)
+        try:
+            items = _ToSyntax(file).transform(tree)
+        except VisitError as exc:
+            if not isinstance(exc.orig_exc, _StringError):
+                raise
+            err = exc.orig_exc
+            raise PolicyError([Diagnostic(
+                f"unknown escape '\\{err.char}' in a string; only '\\\"' and '\\\\' are "
+                "escapes", err.span, hint="write a backslash as '\\\\'")], text) from None
         return sx.Document(file=file, text=text, items=tuple(items))
 
     def _syntax_diagnostic(self, exc: UnexpectedInput, text: str, file: str) -> Diagnostic:
@@ -121,19 +135,36 @@ def _end_position(text: str) -> tuple[int, int]:
     return len(lines), len(lines[-1]) + 1
 
 
+class _BadEscape(Exception):
+    def __init__(self, offset: int, char: str) -> None:
+        self.offset, self.char = offset, char
+
+
 def _unescape(literal: str) -> str:
-    """Undo the two escapes the language has (`\\"` and `\\\\`); never evaluates the text."""
+    """Undo the two escapes the language has (`\\"` and `\\\\`); never evaluates the text.
+
+    Any other backslash is an error rather than silently dropped: `"C:\\data"` would
+    otherwise lose its separators without a word.
+    """
     body = literal[1:-1]
     out: list[str] = []
     i = 0
     while i < len(body):
-        if body[i] == "\\" and i + 1 < len(body):
-            out.append(body[i + 1])
+        if body[i] == "\\":
+            nxt = body[i + 1] if i + 1 < len(body) else ""
+            if nxt not in ('"', "\\"):
+                raise _BadEscape(i + 1, nxt)
+            out.append(nxt)
             i += 2
         else:
             out.append(body[i])
             i += 1
     return "".join(out)
+
+
+class _StringError(Exception):
+    def __init__(self, span: Span, char: str) -> None:
+        self.span, self.char = span, char
 
 
 class _ToSyntax(Transformer[Token, Any]):
@@ -156,9 +187,16 @@ class _ToSyntax(Transformer[Token, Any]):
     def start(self, children: list[Any]) -> list[Any]:
         return children
 
+    def _string(self, tok: Token) -> str:
+        try:
+            return _unescape(tok.value)
+        except _BadEscape as exc:
+            line, col = tok.line or 1, (tok.column or 1) + exc.offset
+            raise _StringError(Span(self._file, line, col, line, col + 2), exc.char) from None
+
     @v_args(meta=True)
     def policy_decl(self, meta: Any, ch: list[Token]) -> sx.PolicyDecl:
-        return sx.PolicyDecl(_unescape(ch[0].value), self._span(meta))
+        return sx.PolicyDecl(self._string(ch[0]), self._span(meta))
 
     @v_args(meta=True)
     def cluster(self, meta: Any, ch: list[Any]) -> sx.ClusterBlock:
@@ -172,7 +210,7 @@ class _ToSyntax(Transformer[Token, Any]):
 
     @v_args(meta=True)
     def iteration_from(self, meta: Any, ch: list[Token]) -> sx.IterationFrom:
-        return sx.IterationFrom(_unescape(ch[0].value), self._span(meta), self._tspan(ch[0]))
+        return sx.IterationFrom(self._string(ch[0]), self._span(meta), self._tspan(ch[0]))
 
     @v_args(meta=True)
     def pricing(self, meta: Any, ch: list[Any]) -> sx.PricingBlock:
