@@ -22,9 +22,9 @@ def row_expression(row: LinearRow, policy: Policy) -> Any:
     """The row as a SymPy relation over readable variable names, coefficients rounded."""
     import sympy as sp
 
+    names = policy.class_names
     lhs = sp.Add(*[
-        sp.Float(coef, 6) * _symbol(sp, name, policy.class_names)
-        for name, coef in sorted(row.coeffs.items())
+        sp.Float(coef, 6) * _symbol(sp, name, names) for name, coef in sorted(row.coeffs.items())
     ])
     rhs = sp.Float(row.rhs, 6)
     if row.slo.soft:

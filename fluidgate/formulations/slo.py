@@ -8,6 +8,7 @@ variables `hi ≥ x_i/w_i ≥ lo`, so a bound on `hi − lo` bounds the largest 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from fluidgate.diagnostics import PolicyError
 from fluidgate.formulations.fluid_lp import FluidLP
 from fluidgate.formulations.matrix import CompiledLP
 from fluidgate.formulations.slo_compile import SPREAD_VARS, LinearRow, compile_all
-from fluidgate.model import BinOp, Const, Expr, MetricRef, Neg, Policy
+from fluidgate.model import BinOp, Const, Expr, MetricRef, Neg, Policy, Rates, service_rates
 from fluidgate.solution import SloOutcome
 from fluidgate.solvers.base import SolverResult
 
@@ -81,9 +82,22 @@ def _var(m: Any, name: str) -> Any:
     return getattr(m, name)
 
 
-def _metric_value(policy: Policy, values: dict[str, list[float]], m: MetricRef) -> float | None:
-    from fluidgate.model import service_rates
+@dataclass(frozen=True)
+class _Lookup:
+    """Per-solve lookups, built once so evaluating K SLOs stays O(K)."""
 
+    index: dict[str, int]
+    rates: list[Rates]
+
+    @classmethod
+    def of(cls, policy: Policy) -> _Lookup:
+        return cls({c.name: i for i, c in enumerate(policy.classes)},
+                   [service_rates(policy.cluster, c) for c in policy.classes])
+
+
+def _metric_value(
+    policy: Policy, values: dict[str, list[float]], m: MetricRef, look: _Lookup
+) -> float | None:
     c = policy.cluster
     n = c.gpus
     K = range(len(policy.classes))
@@ -100,8 +114,8 @@ def _metric_value(policy: Policy, values: dict[str, list[float]], m: MetricRef) 
         den = sum(values["y_m"][i] / c.tau + c.gamma * values["y_s"][i] for i in K)
         return num / den if den > 0 else None
     assert m.arg is not None
-    i = policy.class_names.index(m.arg)
-    cls, r = policy.classes[i], service_rates(c, policy.classes[i])
+    i = look.index[m.arg]
+    cls, r = policy.classes[i], look.rates[i]
     x, ym, ys = values["x"][i], values["y_m"][i], values["y_s"][i]
     qp, qd = values["q_p"][i], values["q_d"][i]
     return {
@@ -116,21 +130,23 @@ def _metric_value(policy: Policy, values: dict[str, list[float]], m: MetricRef) 
 
 
 def evaluate_expr(
-    policy: Policy, values: dict[str, list[float]], e: Expr, revenue: float
+    policy: Policy, values: dict[str, list[float]], e: Expr, revenue: float,
+    look: _Lookup | None = None,
 ) -> float | None:
     """Numeric value of an SLO side at a solution (None where a ratio is undefined)."""
+    look = look or _Lookup.of(policy)
     if isinstance(e, Const):
         return e.value
     if isinstance(e, MetricRef):
         if e.name == "revenue":
             return revenue * policy.cluster.gpus
-        return _metric_value(policy, values, e)
+        return _metric_value(policy, values, e, look)
     if isinstance(e, Neg):
-        v = evaluate_expr(policy, values, e.operand, revenue)
+        v = evaluate_expr(policy, values, e.operand, revenue, look)
         return None if v is None else -v
     assert isinstance(e, BinOp)
-    a = evaluate_expr(policy, values, e.left, revenue)
-    b = evaluate_expr(policy, values, e.right, revenue)
+    a = evaluate_expr(policy, values, e.left, revenue, look)
+    b = evaluate_expr(policy, values, e.right, revenue, look)
     if a is None or b is None:
         return None
     if e.op == "+":
@@ -178,10 +194,11 @@ def read_slos(
                 viol += _component_value(m, "violation_below", k, x, col_index)
             penalties += row.slo.penalty * viol
     revenue = revenue_per_gpu(policy, values)
+    look = _Lookup.of(policy)
     for k, row in enumerate(rows):
         slo = row.slo
-        lhs = evaluate_expr(policy, values, slo.lhs, revenue)
-        rhs = evaluate_expr(policy, values, slo.rhs, revenue)
+        lhs = evaluate_expr(policy, values, slo.lhs, revenue, look)
+        rhs = evaluate_expr(policy, values, slo.rhs, revenue, look)
         activity = sum(c * val(n) for n, c in row.coeffs.items())
         violation = None
         if slo.soft:
