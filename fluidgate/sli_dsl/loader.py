@@ -8,7 +8,7 @@ from pathlib import Path
 from fluidgate.diagnostics import Diagnostic, DiagnosticBag, PolicyError, Span
 from fluidgate.model import Policy
 from fluidgate.sli_dsl.checker import check_document
-from fluidgate.sli_dsl.parser import PolicyParser
+from fluidgate.sli_dsl.parser import PolicyParser, default_parser
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ def parse_policy(
     parser: PolicyParser | None = None,
 ) -> CheckedPolicy:
     """Parse and check policy text; raise `PolicyError` carrying every error found."""
-    doc = (parser or PolicyParser()).parse(text, file)
+    doc = (parser or default_parser()).parse(text, file)
     bag = DiagnosticBag()
     policy = check_document(doc, base_dir, bag)
     if bag.errors or policy is None:
