@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 
 import pytest
@@ -13,10 +14,8 @@ from fluidgate.sli_dsl.parser import PolicyParser, default_parser
 @pytest.mark.parametrize("text", ["cluster @", 'policy "C:\\data"', 'policy "fine"'])
 def test_garbage_collector_is_restored_whatever_happens(text: str) -> None:
     assert gc.isenabled()
-    try:
+    with contextlib.suppress(PolicyError):
         PolicyParser().parse(text)
-    except PolicyError:
-        pass
     assert gc.isenabled()
 
 
