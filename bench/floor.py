@@ -11,11 +11,7 @@ class; the optimum is the same LP, so only the objective is compared).
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,25 +163,6 @@ def build_arrays(a: ClassArrays) -> FloorLP:
         row_lower=np.concatenate(lower), row_upper=np.concatenate(upper),
         col_lower=np.zeros(n_cols), col_upper=np.full(n_cols, np.inf),
     )
-
-
-@contextlib.contextmanager
-def quiet_stdout() -> Iterator[None]:
-    """HiGHS prints a banner from C++ on the first `Highs()` of a process."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):
-        yield
-        return
-    sys.stdout.flush()
-    saved = os.dup(fd)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), fd)
-            yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
 
 
 def _load(lp: FloorLP, method: str) -> Any:

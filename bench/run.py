@@ -51,10 +51,10 @@ from bench.floor import (
     ClassArrays,
     FloorResult,
     arrays_from_spec,
-    quiet_stdout,
     solve_floor,
 )
 from bench.generate import generate
+from fluidgate.solvers.highs import stdout_silenced
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = "fluidgate.bench/v1"
@@ -241,7 +241,7 @@ def _fluidgate_once(text: str, method: str) -> tuple[dict[str, float], float]:
     t0 = time.perf_counter()
     checked = parse_policy(text, "generated.sli")
     t1 = time.perf_counter()
-    with quiet_stdout():
+    with stdout_silenced():
         sol = solve_policy(checked.policy, "highs", SolveOptions(method=method))
     t2 = time.perf_counter()
     if sol.status is not TerminationStatus.OPTIMAL or sol.objective is None:
@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
                 task = progress.add_task("cold start", total=cold_runs)
                 cold = cold_start(cold_runs, progress, task)
                 console.log(f"cold start: median {cold['median_s']:.3f} s over {cold_runs} runs")
-            with quiet_stdout():  # the HiGHS banner of this process's first Highs()
+            with stdout_silenced():  # the HiGHS banner of this process's first Highs()
                 import highspy
 
                 highspy.Highs()  # type: ignore[no-untyped-call]

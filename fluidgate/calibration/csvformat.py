@@ -241,15 +241,11 @@ def _row(raw: Mapping[str, str | None], name: str, line: int) -> Measurement:
 
 
 def _int(get: Mapping[str, str], key: str, where: str) -> int | None:
-    text = get.get(key, "")
-    if not text:
+    value = _float(get, key, where)
+    if value is None:
         return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise MeasurementError(f"{where}: {key} must be a number, got {text!r}") from None
-    if not math.isfinite(value) or value != int(value):
-        raise MeasurementError(f"{where}: {key} must be a whole number, got {text!r}")
+    if value != int(value):
+        raise MeasurementError(f"{where}: {key} must be a whole number, got {get[key]!r}")
     return int(value)
 
 

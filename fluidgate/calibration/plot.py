@@ -57,15 +57,7 @@ def _solo_panel(ax: Axes, cal: Calibration) -> None:
     # A linear axis, so that an affine fit looks straight and a hinge looks like a hinge.
     grid = np.linspace(0.0, float(b_all.max()), 400)
     ax.plot(solo.b, solo.y * 1e3, "o", color="C0", label="decode-only batches")
-    if solo.dropped:
-        ax.plot(
-            [p[0] for p in solo.dropped],
-            [p[2] * 1e3 for p in solo.dropped],
-            "x",
-            color="C3",
-            ms=9,
-            label="left out (outlier)",
-        )
+    _plot_dropped(ax, [p[0] for p in solo.dropped], [p[2] for p in solo.dropped])
     ax.plot(
         grid,
         solo.predict(grid) * 1e3,
@@ -88,6 +80,13 @@ def _solo_panel(ax: Axes, cal: Calibration) -> None:
     ax.legend(fontsize=8)
 
 
+def _plot_dropped(ax: Axes, xs: list[float], times_s: list[float]) -> None:
+    """Points the outlier test left out, marked so nobody mistakes them for fitted ones."""
+    if xs:
+        ax.plot(xs, [t * 1e3 for t in times_s], "x", color="C3", ms=9,
+                label="left out (outlier)")
+
+
 def _mix_panel(ax: Axes, cal: Calibration) -> None:
     mix = cal.mix
     lo_r, hi_r = cal.chunk_range
@@ -104,15 +103,7 @@ def _mix_panel(ax: Axes, cal: Calibration) -> None:
             mix.chunk[sel], mix.y[sel] * 1e3, "o", color=color, label=f"chunk + {level:g} decodes"
         )
         ax.plot(grid, mix.predict(np.full_like(grid, level), grid) * 1e3, "-", color=color, lw=1)
-    if mix.dropped:
-        ax.plot(
-            [p[1] for p in mix.dropped],
-            [p[2] * 1e3 for p in mix.dropped],
-            "x",
-            color="C3",
-            ms=9,
-            label="left out (outlier)",
-        )
+    _plot_dropped(ax, [p[1] for p in mix.dropped], [p[2] for p in mix.dropped])
     ax.plot(
         grid,
         cal.tau_mix_at(grid) * 1e3,

@@ -22,7 +22,7 @@ from fluidgate.solvers.base import (
 
 
 @contextlib.contextmanager
-def _stdout_silenced() -> Iterator[None]:
+def stdout_silenced() -> Iterator[None]:
     """HiGHS prints a banner from C++ on the first `Highs()`, whatever its options say."""
     try:
         fd = sys.stdout.fileno()
@@ -59,7 +59,7 @@ class HighsSolver:
     def _load(self, lp: MatrixLP, options: SolveOptions) -> Any:
         import highspy
 
-        with _stdout_silenced():
+        with stdout_silenced():
             h = highspy.Highs()  # type: ignore[no-untyped-call]
             h.setOptionValue("output_flag", bool(options.verbose))
         if options.time_limit is not None:
