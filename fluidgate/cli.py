@@ -6,6 +6,7 @@ Exit status: 0 success, 2 the input is wrong (policy, calibration file, argument
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -108,7 +109,7 @@ def check(
         k, m = len(policy.classes), len(policy.slos)
         out.print(f"{path}: ok — {k} class{'es' if k != 1 else ''}, {m} SLO "
                   f"constraint{'s' if m != 1 else ''}, {policy.pricing} pricing, objective "
-                  f"{policy.objective.value}")
+                  f"{policy.objective.value}", markup=False)
     if failed:
         raise typer.Exit(EXIT_INPUT)
 
@@ -140,6 +141,9 @@ def solve(
 
     if method not in ("auto", "simplex", "ipm"):
         _fail(f"error: --method must be auto, simplex or ipm, not '{method}'", EXIT_INPUT)
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+        _fail(f"error: --time-limit must be a positive number of seconds, not {time_limit}",
+              EXIT_INPUT)
     if solver.lower() not in SOLVER_NAMES:
         _fail(f"error: unknown solver '{solver}'; choose one of {', '.join(SOLVER_NAMES)}",
               EXIT_INPUT)
@@ -179,14 +183,17 @@ def solve(
 
             typer.echo(json.dumps(solution_document(sol), indent=2))
         else:
-            write_solution(sol, json_out)
+            try:
+                write_solution(sol, json_out)
+            except OSError as exc:
+                _fail(f"error: cannot write '{json_out}': {exc.strerror or exc}", EXIT_INPUT)
     if sol.optimal:
         if not quiet and str(json_out) != "-":
             from fluidgate.report import render_solution
 
             render_solution(sol, Console())
             if json_out is not None:
-                Console().print(f"solution written to {json_out}")
+                Console().print(f"solution written to {json_out}", markup=False)
         return
     if sol.status in (TerminationStatus.INFEASIBLE, TerminationStatus.INFEASIBLE_OR_UNBOUNDED):
         _fail(_infeasible_message(sol), EXIT_INFEASIBLE)

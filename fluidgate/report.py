@@ -97,7 +97,7 @@ def render_solution(sol: Solution, console: Console) -> None:
             )
         console.print(s)
     for w in sol.warnings:
-        console.print(f"[yellow]warning:[/yellow] {w}")
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}")
 
 
 def _scaled(v: float | None, scale: float, unit: str) -> str:

@@ -85,3 +85,33 @@ def test_calibrated_example_uses_the_committed_sarathi_fit() -> None:
     it = checked.policy.cluster.iteration
     assert (it.alpha, it.beta, it.gamma) == (calib["alpha"], calib["beta"],
                                              pytest.approx(calib["gamma"], rel=1e-15))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"schema": "fluidgate.calibration/v1", "alpha": True, "beta": 0, "gamma": 45},
+         "alpha"),
+        ({"schema": "fluidgate.calibration/v1", "alpha": 0.02, "beta": "0.001", "gamma": 45},
+         "beta"),
+        ({"schema": "fluidgate.calibration/v1", "alpha": 0.02, "beta": 0, "gamma": 45,
+          "chunk_range": [2048, 256]}, "chunk_range"),
+        ({"schema": "fluidgate.calibration/v1", "alpha": 1e-300, "beta": 0, "gamma": 1e300},
+         "outside the range fluidgate can solve reliably"),
+        ("\udcff", "is not UTF-8 text"),
+        ("[" * 100_000 + "]" * 100_000, "nests too deeply"),
+    ],
+    ids=["bool", "string", "reversed-range", "implausible", "not-utf8", "deep"],
+)
+def test_calibration_files_are_validated_strictly(
+    tmp_path: Path, content: object, message: str
+) -> None:
+    if content == "\udcff":
+        (tmp_path / "calib.json").write_bytes(b'\xff\xfe{"schema": 1}')
+        path = policy_with_file(tmp_path, {}, name="other.json")
+        path.write_text(path.read_text().replace("other.json", "calib.json"))
+    else:
+        path = policy_with_file(tmp_path, content)
+    with pytest.raises(PolicyError) as err:
+        load_policy(path)
+    assert message in err.value.render()

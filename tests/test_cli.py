@@ -151,3 +151,48 @@ def test_version_and_help() -> None:
     assert RUN.invoke(app, ["--version"]).output.startswith("fluidgate ")
     res = RUN.invoke(app, ["solve", "--help"])
     assert res.exit_code == 0 and "R*" in res.output
+
+
+@pytest.mark.parametrize("target", ["", "{dir}", "{file}/x.json"])
+def test_unwritable_json_path_is_an_input_error(tmp_path: Path, target: str) -> None:
+    (tmp_path / "f").write_text("x")
+    out = target.format(dir=tmp_path, file=tmp_path / "f")
+    res = RUN.invoke(app, ["solve", str(EXAMPLES / "two_class.sli"), "--json", out, "-q"])
+    assert res.exit_code == 2, res.output
+    assert "cannot write" in res.output
+
+
+def test_paths_with_brackets_are_printed_verbatim(tmp_path: Path) -> None:
+    path = tmp_path / "a[x].sli"
+    path.write_text(REFERENCE)
+    res = RUN.invoke(app, ["check", str(path)])
+    assert res.exit_code == 0 and f"{path}: ok" in res.output
+    res = RUN.invoke(app, ["check", str(tmp_path / "[/y].sli")])
+    assert res.exit_code == 2 and "[/y].sli' does not exist" in res.output
+
+
+@pytest.mark.parametrize("limit", ["-5", "nan", "0"])
+def test_bad_time_limit_is_an_input_error(limit: str) -> None:
+    res = RUN.invoke(app, ["solve", str(EXAMPLES / "two_class.sli"), "--time-limit", limit])
+    assert res.exit_code == 2 and "--time-limit must be a positive number" in res.output
+
+
+def test_abandonment_cap_on_a_class_without_patience_holds_trivially(tmp_path: Path) -> None:
+    """θ = 0: nobody abandons, so the row has no variables; it must not crash the model."""
+    text = REFERENCE.replace("    patience = 10 s\n}\n\nclass prefill_heavy",
+                             "    patience = none\n}\n\nclass prefill_heavy", 1)
+    path = write(tmp_path, with_slo(text, "abandonment(all) <= 50 %"))
+    out = tmp_path / "s.json"
+    res = RUN.invoke(app, ["solve", str(path), "--json", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    slos = json.loads(out.read_text())["slos"]
+    assert slos[0]["label"] == "abandonment(decode_heavy) <= 50 %"
+    assert slos[0]["value"] == 0.0 and slos[0]["shadow_price"] == 0.0
+
+
+def test_deeply_nested_constraint_is_a_positioned_error(tmp_path: Path) -> None:
+    deep = "+".join(["served(decode_heavy)"] * 3000) + " >= 1 /s"
+    path = write(tmp_path, with_slo(REFERENCE, deep))
+    res = RUN.invoke(app, ["check", str(path)])
+    assert res.exit_code == 2
+    assert "too deeply nested" in res.output and f"{path}:" in res.output

@@ -199,3 +199,14 @@ def test_all_errors_reported_in_one_pass() -> None:
     text = reject("ttft(nope) <= 2 s\n    tpot <= 3 %\n    ttft(decode_heavy) * "
                   "ttft(decode_heavy) <= 1 s * 1 s")
     assert "unknown class 'nope'" in text and "cannot compare" in text
+
+
+def test_all_with_spaces_names_the_class() -> None:
+    pol = parse_policy(with_slo(REFERENCE, "wait( all ) <= 1 s")).policy
+    assert [s.label for s in pol.slos] == ["wait(decode_heavy) <= 1 s",
+                                           "wait(prefill_heavy) <= 1 s"]
+
+
+def test_overflowing_bound_is_rejected() -> None:
+    assert "too large to represent" in reject(
+        "ttft(decode_heavy) <= 1e300 s * 1e300 - 1e300 s * 1e300")

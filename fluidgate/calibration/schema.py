@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 SCHEMA_ID = "fluidgate.calibration/v1"
 
@@ -61,6 +61,13 @@ class CalibrationFile(BaseModel):
     chunk_range: tuple[float, float] | None = Field(
         default=None, description="chunk sizes (tokens) over which α + β·C is the secant"
     )
+
+    @field_validator("chunk_range")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not 0 < value[0] <= value[1]:
+            raise ValueError("must be [low, high] with 0 < low ≤ high")
+        return value
     secant_max_rel_gap: float | None = Field(
         default=None, description="largest relative gap between α + β·C and τ_mix(C, B−1)"
     )
@@ -89,10 +96,16 @@ def load_calibration(path: Path | str) -> CalibrationFile:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CalibrationError(f"calibration file '{path}' does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise CalibrationError(
+            f"calibration file '{path}' is not UTF-8 text (byte 0x{exc.object[exc.start]:02x})"
+        ) from None
     except OSError as exc:
         raise CalibrationError(f"cannot read calibration file '{path}': {exc.strerror}") from None
     try:
         raw = json.loads(text)
+    except RecursionError:
+        raise CalibrationError(f"calibration file '{path}' nests too deeply to read") from None
     except json.JSONDecodeError as exc:
         raise CalibrationError(
             f"calibration file '{path}' is not valid JSON (line {exc.lineno}, column {exc.colno}:"
@@ -106,7 +119,9 @@ def load_calibration(path: Path | str) -> CalibrationFile:
             f"calibration file '{path}' has schema {found!r}; expected '{SCHEMA_ID}'"
         )
     try:
-        return CalibrationFile.model_validate(raw)
+        # strict: a calibration constant written as `true` or "0.001" is a broken file, not
+        # something to coerce quietly
+        return CalibrationFile.model_validate_json(text, strict=True)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()

@@ -58,6 +58,8 @@ def add_slos(lp: FluidLP) -> list[LinearRow]:
 
     def row_rule(mm: Any, k: int) -> Any:
         r = rows[k]
+        if r.trivial:  # holds whatever the plan: nothing for the solver to see
+            return pyo.Constraint.Skip
         body = pyo.quicksum(coef * _var(mm, name) for name, coef in r.coeffs.items())
         if r.slo.soft:
             body = body - mm.violation[k]

@@ -15,6 +15,7 @@ coefficients are lambdified. Each concrete constraint is then a few float evalua
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +41,8 @@ class LinearRow:
     """`Σ coeffs[v]·v (≤ | =) rhs` over variables named like `x__0` or `hi_prefill`.
 
     `slack_gradient` is ∂(row)/∂s per variable (key "" for the constant part); at the
-    optimum, shadow price = −dual · gradient(x*).
+    optimum, shadow price = −dual · gradient(x*). A hard row with no coefficients holds
+    whatever the plan (e.g. an abandonment cap on a class without patience): `trivial`.
     """
 
     slo: SloConstraint
@@ -49,6 +51,10 @@ class LinearRow:
     equality: bool
     slack_gradient: dict[str, float]
     uses_spread: tuple[str, ...]
+
+    @property
+    def trivial(self) -> bool:
+        return not self.slo.soft and not any(self.coeffs.values())
 
 
 @dataclass
@@ -243,8 +249,17 @@ class SloCompiler:
                 raise SloCompileError(Diagnostic(
                     f"spread({pool}) can only be bounded from above (a largest gap is convex, "
                     "a smallest gap is not)", slo.span))
-        return LinearRow(slo, coeffs, -float(tpl.const_fn(*args)), slo.op == "==", gradient,
-                         tpl.spreads)
+        rhs = -float(tpl.const_fn(*args))
+        if not all(math.isfinite(v) for v in (rhs, *coeffs.values(), *gradient.values())):
+            raise SloCompileError(Diagnostic("a number in this constraint is too large to "
+                                             "represent", slo.span))
+        if not slo.soft and not any(coeffs.values()):
+            holds = rhs == 0.0 if slo.op == "==" else rhs >= 0.0
+            if not holds:
+                raise SloCompileError(Diagnostic(
+                    "this constraint can never hold: it does not depend on the plan and is "
+                    "false for these classes", slo.span))
+        return LinearRow(slo, coeffs, rhs, slo.op == "==", gradient, tpl.spreads)
 
     def _class_params(self, i: int) -> list[float]:
         cls, r = self.policy.classes[i], self.rates[i]
@@ -322,7 +337,13 @@ def compile_all(policy: Policy) -> CompiledSlos:
     out = CompiledSlos()
     for slo in policy.slos:
         try:
-            out.rows.append(compiler.compile(slo))
+            try:
+                out.rows.append(compiler.compile(slo))
+            except RecursionError:
+                raise SloCompileError(Diagnostic(
+                    "this expression is too deeply nested to compile (a sum or product of "
+                    "about a thousand terms); split it into several constraints", slo.span)
+                ) from None
         except SloCompileError as exc:
             if all(d.span != exc.diagnostic.span for d in out.errors):
                 out.errors.append(exc.diagnostic)

@@ -181,6 +181,12 @@ def _load_iteration_file(
     except CalibrationError as exc:
         bag.error(str(exc), item.path_span)
         return None, None
+    if not (1e-6 <= calib.alpha <= 3600 and calib.beta <= 1.0 and 1e-6 <= 1 / calib.gamma <= 3600):
+        bag.error(f"calibration file '{path}' holds constants outside the range fluidgate can "
+                  f"solve reliably (alpha = {calib.alpha:g} s, beta = {calib.beta:g} s/token, "
+                  f"gamma = {calib.gamma:g} /s; expected alpha and 1/gamma between 1 us and "
+                  "1 h, beta at most 1 s/token)", item.path_span)
+        return None, None
     return IterationTime(calib.alpha, calib.beta, 1.0 / calib.gamma, source=str(path)), calib
 
 

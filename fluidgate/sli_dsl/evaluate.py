@@ -84,6 +84,18 @@ def evaluate(
     variables: dict[str, Dim] | None = None,
 ) -> Affine | None:
     """Fold a constant (or affine-in-one-variable) expression; None after reporting errors."""
+    result = _evaluate(expr, bag, variables)
+    if result is not None and not (math.isfinite(result.const) and math.isfinite(result.slope)):
+        bag.error("the value is too large to represent", expr.span)
+        return None
+    return result
+
+
+def _evaluate(
+    expr: sx.SyntaxExpr,
+    bag: DiagnosticBag,
+    variables: dict[str, Dim] | None = None,
+) -> Affine | None:
     variables = variables or {}
     if isinstance(expr, sx.Quantity):
         v = quantity_value(expr, bag)
@@ -101,12 +113,12 @@ def evaluate(
         )
         return None
     if isinstance(expr, sx.Negate):
-        inner = evaluate(expr.operand, bag, variables)
+        inner = _evaluate(expr.operand, bag, variables)
         if inner is None:
             return None
         return Affine(-inner.const, -inner.slope, inner.dim, inner.per_gpu)
-    left = evaluate(expr.left, bag, variables)
-    right = evaluate(expr.right, bag, variables)
+    left = _evaluate(expr.left, bag, variables)
+    right = _evaluate(expr.right, bag, variables)
     if left is None or right is None:
         return None
     per_gpu = left.per_gpu or right.per_gpu
@@ -117,6 +129,10 @@ def evaluate(
                 f"{'to' if expr.op == '+' else 'from'} {left.dim.describe()}",
                 expr.span,
             )
+            return None
+        if left.per_gpu != right.per_gpu:
+            bag.error("cannot mix a per-GPU rate with a cluster-wide one in one sum; write "
+                      "both with 'per gpu' or neither", expr.span)
             return None
         sign = 1.0 if expr.op == "+" else -1.0
         return Affine(left.const + sign * right.const, left.slope + sign * right.slope, left.dim,

@@ -13,7 +13,7 @@ from functools import cache, cached_property
 from importlib import resources
 from typing import Any
 
-from lark import Lark, Token, Transformer, Tree, v_args
+from lark import Lark, Token, Tree, v_args
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
@@ -21,6 +21,7 @@ from lark.exceptions import (
     UnexpectedToken,
     VisitError,
 )
+from lark.visitors import Transformer_NonRecursive
 
 from fluidgate.diagnostics import Diagnostic, PolicyError, Span
 from fluidgate.sli_dsl import syntax as sx
@@ -191,7 +192,10 @@ class _StringError(Exception):
         self.span, self.char = span, char
 
 
-class _ToSyntax(Transformer[Token, Any]):
+class _ToSyntax(Transformer_NonRecursive[Token, Any]):
+    """Lark tree → syntax tree; non-recursive, so a sum of thousands of terms cannot
+    overflow the interpreter's stack."""
+
     def __init__(self, file: str) -> None:
         super().__init__()
         self._file = file

@@ -7,15 +7,16 @@ the variables; here we only make sure it means something.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from fluidgate.diagnostics import DiagnosticBag, Span, did_you_mean
+from fluidgate.diagnostics import Diagnostic, DiagnosticBag, Span, did_you_mean
 from fluidgate.model import BinOp, Cluster, Const, Expr, MetricRef, Neg, Op, SloConstraint
 from fluidgate.sli_dsl import syntax as sx
 from fluidgate.sli_dsl.evaluate import quantity_value
-from fluidgate.sli_dsl.units import MONEY_RATE, NUMBER, RATE, TIME, Dim
+from fluidgate.sli_dsl.units import MONEY_RATE, NUMBER, RATE, TIME, TIME_PER_TOKEN, Dim
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,8 @@ METRICS: dict[str, MetricInfo] = {
     "revenue": MetricInfo(MONEY_RATE, "none"),
 }
 POOLS = ("prefill", "decode")
+TOO_DEEP = ("this expression is too deeply nested to check (a sum or product of about a "
+            "thousand terms); split it into several constraints")
 
 
 def _check_metric(m: sx.Metric, classes: Sequence[str], bag: DiagnosticBag) -> MetricInfo | None:
@@ -135,6 +138,45 @@ _DISPLAY = {TIME: ("ms", 1e-3), NUMBER: ("%", 0.01), RATE: ("req/s", 1.0),
             MONEY_RATE: ("money/s", 1.0)}
 
 
+_ALL = re.compile(r"\(\s*all\s*\)")
+_SHARES = ("abandonment", "mixed_gpus")
+
+
+def _single_metric(t: _Typed) -> MetricRef | None:
+    return t.expr if isinstance(t.expr, MetricRef) else None
+
+
+def _fraction_in_range(lhs: _Typed, rhs: _Typed, c: sx.Constraint, bag: DiagnosticBag) -> bool:
+    """A share (abandonment, mixed_gpus, spread(prefill)) bounded by a number outside 0–1 is
+    almost always a missing '%' (`abandonment(a) <= 5`), so it is an error, not a no-op."""
+    for side, other in ((lhs, rhs), (rhs, lhs)):
+        m = _single_metric(side)
+        if m is None or not isinstance(other.expr, Const):
+            continue
+        is_share = m.name in _SHARES or (m.name == "spread" and m.arg == "prefill")
+        if is_share and not 0.0 <= other.expr.value <= 1.0:
+            bag.error(f"'{m.name}' is a share between 0 and 1 (0 % to 100 %), so "
+                      f"{other.expr.value:g} cannot bound it", other.expr.span or c.span,
+                      hint="write a percentage with '%', like '5 %'")
+            return False
+    return True
+
+
+def _warn_unreachable_tpot(
+    lhs: _Typed, rhs: _Typed, c: sx.Constraint, cluster: Cluster | None, bag: DiagnosticBag
+) -> None:
+    """A TPOT bound below τ_solo can be met only by serving nobody of that class."""
+    m = _single_metric(lhs)
+    if (cluster is None or m is None or m.name != "tpot" or c.op != "<="
+            or not isinstance(rhs.expr, Const)):
+        return
+    if rhs.expr.value < cluster.iteration.tau_solo:
+        who = f"class '{m.arg}'" if m.arg else "any class"
+        bag.warning(f"the bound is below the fastest decode (τ_solo = "
+                    f"{cluster.iteration.tau_solo * 1e3:g} ms): the plan can meet it only by "
+                    f"serving none of {who}", c.span)
+
+
 def _span_text(lines: Sequence[str], span: Span) -> str:
     """The source text a span covers (a constraint may share its line with others)."""
     if span.line > len(lines):
@@ -167,8 +209,12 @@ def check_slo_block(
     out: list[SloConstraint] = []
     lines = source.splitlines()
     for c in block.constraints:
-        lhs = _type(c.lhs, classes, cluster, bag)
-        rhs = _type(c.rhs, classes, cluster, bag)
+        try:
+            lhs = _type(c.lhs, classes, cluster, bag)
+            rhs = _type(c.rhs, classes, cluster, bag)
+        except RecursionError:
+            bag.error(TOO_DEEP, c.span)
+            continue
         penalty = 0.0
         if c.penalty is not None:
             if not c.soft:
@@ -176,7 +222,10 @@ def check_slo_block(
                           c.penalty.span)
             p = _type(c.penalty, classes, cluster, bag)
             if p is not None:
-                if not isinstance(p.expr, Const) or p.dim != NUMBER or p.expr.value < 0:
+                has_unit = isinstance(c.penalty, sx.Quantity) and (
+                    c.penalty.unit is not None or c.penalty.pers)
+                if (has_unit or not isinstance(p.expr, Const) or p.dim != NUMBER
+                        or p.expr.value < 0):
                     bag.error("a penalty is a non-negative number (money per unit of "
                               "violation)", c.penalty.span)
                 else:
@@ -186,7 +235,14 @@ def check_slo_block(
         if lhs is None or rhs is None:
             continue
         if _common_dim(lhs, rhs, "compare", c, bag) is None:
+            if {lhs.dim, rhs.dim} == {TIME, TIME_PER_TOKEN}:
+                bag.items[-1] = Diagnostic(
+                    bag.items[-1].message, c.span,
+                    hint="tpot is written as a time, per output token implied: 'tpot <= 30 ms'")
             continue
+        if not _fraction_in_range(lhs, rhs, c, bag):
+            continue
+        _warn_unreachable_tpot(lhs, rhs, c, cluster, bag)
         if c.soft and (lhs.has_ratio or rhs.has_ratio):
             bag.error("a ratio metric (tpot) may not appear in a soft constraint", c.span)
             continue
@@ -200,7 +256,7 @@ def check_slo_block(
         if lhs.uses_all or rhs.uses_all:
             for cls in classes:
                 out.append(SloConstraint(
-                    label=base.replace("(all)", f"({cls})"), lhs=_expand_all(lhs.expr, cls), op=op,
+                    label=_ALL.sub(f"({cls})", base), lhs=_expand_all(lhs.expr, cls), op=op,
                     rhs=_expand_all(rhs.expr, cls), soft=c.soft, penalty=penalty, text=text,
                     span=c.span, unit=unit, unit_scale=scale))
         else:
