@@ -1,0 +1,94 @@
+"""Reading `name = value` fields: unknown and repeated names, dimensions, ranges.
+
+Shared by every block's checker so that each field error reads the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fluidgate.diagnostics import DiagnosticBag, did_you_mean
+from fluidgate.sli_dsl import syntax as sx
+from fluidgate.sli_dsl.evaluate import Affine, evaluate
+from fluidgate.sli_dsl.units import NUMBER, Dim
+
+
+def fields(
+    assigns: Sequence[sx.Assign], allowed: Sequence[str], where: str, bag: DiagnosticBag
+) -> dict[str, sx.Assign]:
+    """Index assignments by name, reporting unknown and repeated fields."""
+    seen: dict[str, sx.Assign] = {}
+    for a in assigns:
+        if a.name not in allowed:
+            bag.error(
+                f"unknown field '{a.name}' in {where}{did_you_mean(a.name, allowed)}; "
+                f"expected one of {', '.join(allowed)}",
+                a.name_span,
+            )
+        elif a.name in seen:
+            first = seen[a.name].span
+            bag.error(f"'{a.name}' is set twice in {where} (first on line {first.line})",
+                      a.name_span)
+        else:
+            seen[a.name] = a
+    return seen
+
+
+def value(
+    a: sx.Assign, dims: Sequence[Dim], bag: DiagnosticBag, example: str
+) -> Affine | None:
+    got = evaluate(a.value, bag)
+    if got is None:
+        return None
+    if got.dim not in dims:
+        wanted = " or ".join(d.describe() for d in dims)
+        bag.error(f"'{a.name}' must be {wanted}, not {got.dim.describe()}", a.value.span,
+                  hint=f"for example '{a.name} = {example}'")
+        return None
+    return got
+
+
+def positive(a: sx.Assign, v: float, bag: DiagnosticBag, strict: bool = True) -> bool:
+    ok = v > 0 if strict else v >= 0
+    if not ok:
+        bag.error(f"'{a.name}' must be {'positive' if strict else 'non-negative'}, got {v:g}",
+                  a.value.span)
+    return ok
+
+
+# Values outside these ranges are typos or unit slips, and they wreck the LP's numerics
+# (HiGHS rejects coefficients beyond 1e15): catch them here, with a position.
+PLAUSIBLE: dict[str, tuple[float, float, str]] = {
+    "gpus": (1, 1e7, "GPUs"),
+    "max_batch": (2, 1e6, "streams"),
+    "chunk": (1, 1e7, "tokens"),
+    "prompt": (1, 1e8, "tokens"),
+    "output": (1, 1e8, "tokens"),
+    "patience": (1e-3, 1e9, "s"),
+    "rate": (1e-9, 1e7, "requests/s per GPU"),
+    "solo": (1e-6, 3600, "s"),
+    "weight": (1e-6, 1e6, ""),
+}
+
+
+def plausible(a: sx.Assign, value: float, bag: DiagnosticBag, key: str | None = None) -> bool:
+    lo, hi, unit = PLAUSIBLE[key or a.name]
+    if lo <= value <= hi:
+        return True
+    unit = f" {unit}" if unit else ""
+    bag.error(f"'{a.name}' = {value:g}{unit} is outside the range fluidgate can solve "
+              f"reliably ({lo:g} to {hi:g}{unit})", a.value.span)
+    return False
+
+
+def integer(a: sx.Assign, minimum: int, bag: DiagnosticBag) -> int | None:
+    got = value(a, [NUMBER], bag, str(minimum))
+    if got is None:
+        return None
+    if got.const != int(got.const) or got.const < minimum:
+        bag.error(f"'{a.name}' must be an integer of at least {minimum}, got {got.const:g}",
+                  a.value.span)
+        return None
+    if not plausible(a, got.const, bag):
+        return None
+    return int(got.const)
