@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _ms(seconds: float | None) -> str:
+def ms_text(seconds: float | None) -> str:
     if seconds is None:
         return "—"
     ms = seconds * 1e3
@@ -69,9 +69,9 @@ def fluidgate_table(doc: dict[str, Any]) -> list[str]:
         f = c["median_s"]["fluidgate"]
         out.append(_row([
             c["label"], str(c["runs"]), f"{c['rows']:,} × {c['cols']:,} ({c['nnz']:,})",
-            _ms(f["parse"]), _ms(f["build"]), _ms(f["compile"]), _ms(f["solve"]),
-            _ms(f["readback"]), f"**{_ms(f['total'])}**",
-            _ms(c["median_s"]["parse_reused_parser"]),
+            ms_text(f["parse"]), ms_text(f["build"]), ms_text(f["compile"]), ms_text(f["solve"]),
+            ms_text(f["readback"]), f"**{ms_text(f['total'])}**",
+            ms_text(c["median_s"]["parse_reused_parser"]),
         ]))
     return out
 
@@ -87,8 +87,9 @@ def floor_table(doc: dict[str, Any]) -> list[str]:
         f = c["median_s"]["floor"]
         reused = c["ratio_reused_parser"]
         out.append(_row([
-            c["label"], _ms(f["arrays"]), _ms(f["load"]), _ms(f["run"]), _ms(f["readback"]),
-            f"**{_ms(f['total'])}**", f"**{c['ratio']:.1f}×**",
+            c["label"], ms_text(f["arrays"]), ms_text(f["load"]), ms_text(f["run"]),
+            ms_text(f["readback"]),
+            f"**{ms_text(f['total'])}**", f"**{c['ratio']:.1f}×**",
             "—" if reused is None else f"{reused:.1f}×", f"{c['ratio_without_parse']:.1f}×",
             f"{c['objective']:.9g}",
             f"{c['max_rel_diff']:.0e}",

@@ -54,6 +54,7 @@ from bench.floor import (
     solve_floor,
 )
 from bench.generate import generate
+from bench.report import ms_text
 from fluidgate.solvers.highs import stdout_silenced
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -342,15 +343,6 @@ def plan(quick: bool) -> list[Case]:
 
 # --- report ----------------------------------------------------------------------------------
 
-def _ms(seconds: float) -> str:
-    ms = seconds * 1e3
-    if ms >= 100:
-        return f"{ms:,.0f}"
-    if ms >= 10:
-        return f"{ms:.1f}"
-    return f"{ms:.2f}"
-
-
 def targets(cold: dict[str, Any] | None, results: list[CaseResult]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if cold is not None:
@@ -376,9 +368,9 @@ def results_tables(results: list[CaseResult]) -> tuple[Table, Table]:
         fl.add_column(col, justify="left" if col == "case" else "right")
     for r in results:
         fg.add_row(r.case.label, f"{r.shape[0]:,}×{r.shape[1]:,}",
-                   *(_ms(r.median("fluidgate", s)) for s in FG_STAGES))
+                   *(ms_text(r.median("fluidgate", s)) for s in FG_STAGES))
         reused = r.ratio_reused_parser
-        fl.add_row(r.case.label, *(_ms(r.median("floor", s)) for s in FLOOR_STAGES),
+        fl.add_row(r.case.label, *(ms_text(r.median("floor", s)) for s in FLOOR_STAGES),
                    f"{r.ratio:.1f}×", "—" if reused is None else f"{reused:.1f}×",
                    f"{r.ratio_without_parse:.1f}×", f"{r.max_rel_diff:.0e}")
     return fg, fl
@@ -428,8 +420,10 @@ def main(argv: list[str] | None = None) -> int:
                 task = progress.add_task(case.label, total=case.runs)
                 res = run_case(case, args.seed, progress, task)
                 results.append(res)
-                console.log(f"{case.label}: fluidgate {_ms(res.median('fluidgate', 'total'))} ms,"
-                            f" floor {_ms(res.median('floor', 'total'))} ms, {res.ratio:.1f}×")
+                fg_ms = ms_text(res.median("fluidgate", "total"))
+                floor_ms = ms_text(res.median("floor", "total"))
+                console.log(f"{case.label}: fluidgate {fg_ms} ms, floor {floor_ms} ms, "
+                            f"{res.ratio:.1f}×")
     except BenchError as exc:
         console.print(f"[bold red]benchmark failed:[/] {exc}")
         return 1

@@ -10,13 +10,17 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 
 from fluidgate import __version__
 from fluidgate.diagnostics import Diagnostic, PolicyError
+
+if TYPE_CHECKING:  # the CLI imports stages lazily; these are for annotations only
+    from fluidgate.model import Policy
+    from fluidgate.solution import Solution
 
 EXIT_INPUT, EXIT_INFEASIBLE, EXIT_SOLVER = 2, 3, 4
 
@@ -65,7 +69,7 @@ PolicyArg = Annotated[Path, typer.Argument(help="A policy file in the SLI langua
                                            show_default=False, metavar="POLICY")]
 
 
-def _load(path: Path) -> tuple[object, list[Diagnostic]]:
+def _load(path: Path) -> tuple[Policy, list[Diagnostic]]:
     from fluidgate.sli_dsl.loader import load_policy
 
     try:
@@ -86,7 +90,6 @@ def check(
     files are valid, 2 otherwise.
     """
     from fluidgate.formulations.slo_compile import compile_all
-    from fluidgate.model import Policy
     from fluidgate.sli_dsl.loader import load_policy
     from fluidgate.sli_dsl.parser import PolicyParser
 
@@ -96,7 +99,7 @@ def check(
     for path in policies:
         try:
             checked = load_policy(path, parser)
-            policy: Policy = checked.policy
+            policy = checked.policy
             compiled = compile_all(policy)
             if compiled.errors:
                 raise PolicyError(compiled.errors, policy.source_text)
@@ -148,10 +151,8 @@ def solve(
         _fail(f"error: unknown solver '{solver}'; choose one of {', '.join(SOLVER_NAMES)}",
               EXIT_INPUT)
     policy, warnings = _load(policy_file)
-    from fluidgate.model import Policy
     from fluidgate.pipeline import solve_policy
 
-    assert isinstance(policy, Policy)
     for w in warnings:
         _stderr().print(w.render(policy.source_text), markup=False)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -204,10 +205,7 @@ def solve(
           f"(status {sol.status.value})", EXIT_SOLVER)
 
 
-def _infeasible_message(sol: object) -> str:
-    from fluidgate.solution import Solution
-
-    assert isinstance(sol, Solution)
+def _infeasible_message(sol: Solution) -> str:
     pol = sol.policy
     conflict = sol.conflict
     if conflict is None or (not conflict.items and not conflict.base_infeasible):
@@ -235,10 +233,8 @@ def explain(policy_file: PolicyArg) -> None:
     mixed and solo GPUs), q_p,i and q_d,i (waiting for prefill and decode).
     """
     from fluidgate.explain import explain_policy
-    from fluidgate.model import Policy
 
     policy, _ = _load(policy_file)
-    assert isinstance(policy, Policy)
     try:
         text = explain_policy(policy)
     except PolicyError as exc:

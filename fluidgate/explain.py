@@ -8,13 +8,11 @@ from fluidgate.diagnostics import PolicyError
 from fluidgate.formulations.slo_compile import LinearRow, compile_all
 from fluidgate.model import Policy, service_rates
 
-_PRETTY = {"x": "x", "y_m": "y_m", "y_s": "y_s", "q_p": "q_p", "q_d": "q_d"}
-
 
 def _symbol(sp: Any, name: str, classes: tuple[str, ...]) -> Any:
     if "__" in name:
         var, idx = name.split("__")
-        return sp.Symbol(f"{_PRETTY[var]}[{classes[int(idx)]}]")
+        return sp.Symbol(f"{var}[{classes[int(idx)]}]")
     return sp.Symbol(name)
 
 
@@ -28,7 +26,10 @@ def row_expression(row: LinearRow, policy: Policy) -> Any:
     ])
     rhs = sp.Float(row.rhs, 6)
     if row.slo.soft:
-        lhs = lhs - sp.Symbol(f"violation[line {row.slo.span.line if row.slo.span else '?'}]")
+        line = row.slo.span.line if row.slo.span else "?"
+        lhs = lhs - sp.Symbol(f"violation[line {line}]")
+        if row.equality:  # a soft equality is missed in either direction
+            lhs = lhs + sp.Symbol(f"violation_below[line {line}]")
     return sp.Eq(lhs, rhs, evaluate=False) if row.equality else sp.Le(lhs, rhs, evaluate=False)
 
 
@@ -67,6 +68,10 @@ def explain_policy(policy: Policy) -> str:
             for pool in row.uses_spread:
                 var = "x" if pool == "prefill" else "y_s"
                 out.append(f"  with lo_{pool} ≤ {var}[i]/weight[i] ≤ hi_{pool} for every class")
+        if row.trivial:
+            out.append("  holds whatever the plan (no LP variable remains), so it is not given "
+                       "to the solver")
+            continue
         pretty = sp.pretty(row_expression(row, policy), use_unicode=True, wrap_line=False)
         out.extend("  " + line for line in pretty.splitlines())
     return "\n".join(out)

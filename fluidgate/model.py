@@ -171,20 +171,9 @@ class Policy:
     source_file: str = "<memory>"
     source_text: str = ""
 
-    def class_named(self, name: str) -> WorkloadClass:
-        for cls in self.classes:
-            if cls.name == name:
-                return cls
-        raise KeyError(name)
-
     @property
     def class_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.classes)
-
-    def decode_backlog_free(self) -> bool:
-        """DESIGN.md §2: if `γ·τ ≥ (B−1)/B` an optimum with no decode queue exists."""
-        c = self.cluster
-        return c.gamma * c.tau >= (c.max_batch - 1) / c.max_batch - 1e-12
 
 
 def mixed_gpu_count(gpus: int, mixed_share: float) -> int:

@@ -196,3 +196,15 @@ def test_deeply_nested_constraint_is_a_positioned_error(tmp_path: Path) -> None:
     res = RUN.invoke(app, ["check", str(path)])
     assert res.exit_code == 2
     assert "too deeply nested" in res.output and f"{path}:" in res.output
+
+
+def test_explain_soft_equality_and_trivial_rows(tmp_path: Path) -> None:
+    text = REFERENCE.replace("patience = 10 s", "patience = none")
+    path = write(tmp_path, with_slo(text, "abandonment(all) <= 5 %",
+                                    "soft ttft(decode_heavy) == 1 s penalty 3"))
+    res = RUN.invoke(app, ["explain", str(path)])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("holds whatever the plan") == 2  # θ = 0: nobody abandons
+    # q_p/λ + Pτ/C = 1 with λ = 0.5: 2·q_p = 1 − 300·τ/256, missed in either direction
+    assert "2.0⋅q_p[decode_heavy] - violation[line 39] + violation_below[line 39]" in res.output
+    assert "= 0.961009" in res.output

@@ -25,9 +25,6 @@ class FluidLP:
     # name of each SLO-derived Pyomo constraint component -> the SloConstraint index
     rows: list[Any] = field(default_factory=list)  # compiled SLO rows, see slo.py
 
-    def var(self, name: str) -> Any:
-        return getattr(self.model, name)
-
 
 def class_completions(lp: FluidLP, i: int) -> Any:
     """Per-GPU completion rate of class i: `μ_m·y_m + μ_s·y_s` as a Pyomo expression."""

@@ -26,7 +26,6 @@ class RowRef:
 
     component: str
     index: object
-    sign: int = 1
 
 
 @dataclass(frozen=True)

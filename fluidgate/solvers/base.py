@@ -35,8 +35,6 @@ class Capabilities:
     duals: bool
     iis: bool  # computes an irreducible infeasible subset natively (fluidgate falls back to
     # deletion filtering over SLO rows, which works with any backend)
-    max_variables: int | None = None
-    max_constraints: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +69,6 @@ class CscMatrix:
         np.cumsum(np.bincount(c, minlength=n_cols), out=indptr[1:])
         return cls((n_rows, n_cols), indptr, r, v)
 
-    def toarray(self) -> FloatArray:
-        out = np.zeros(self.shape)
-        for j in range(self.shape[1]):
-            sl = slice(self.indptr[j], self.indptr[j + 1])
-            out[self.indices[sl], j] += self.data[sl]
-        return out
-
 
 @dataclass(frozen=True)
 class MatrixLP:
@@ -109,9 +100,7 @@ class SolverResult:
     objective: float | None = None
     x: FloatArray | None = None
     row_duals: FloatArray | None = None
-    row_activity: FloatArray | None = None
     seconds: float = 0.0
-    iis_rows: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

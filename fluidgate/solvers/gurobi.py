@@ -98,15 +98,13 @@ class GurobiSolver:
         status = model.Status
         if status == GRB.OPTIMAL:
             duals = np.zeros(n_rows)
-            activity = np.zeros(n_rows)
             xv = np.asarray(x.X, dtype=np.float64)
             for idx, cons in groups:
                 # Gurobi's Pi is ∂obj/∂rhs for the model's own sense: already normalised.
                 duals[idx] = np.asarray(cons.Pi, dtype=np.float64)
-            activity = A @ xv
             return SolverResult(self.name, TerminationStatus.OPTIMAL, "Optimal",
                                 objective=float(model.ObjVal), x=xv, row_duals=duals,
-                                row_activity=np.asarray(activity), seconds=seconds)
+                                seconds=seconds)
         if status == GRB.INF_OR_UNBD:
             model.Params.DualReductions = 0  # ask Gurobi to tell the two apart
             model.optimize()

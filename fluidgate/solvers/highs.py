@@ -116,7 +116,6 @@ class HighsSolver:
                 x=np.asarray(sol.col_value, dtype=np.float64),
                 # HiGHS reports ∂obj/∂b for the problem's own sense: already normalised.
                 row_duals=np.asarray(sol.row_dual, dtype=np.float64),
-                row_activity=np.asarray(sol.row_value, dtype=np.float64),
                 seconds=seconds,
             )
         status = {
