@@ -105,6 +105,32 @@ def service_rates(cluster: Cluster, cls: WorkloadClass) -> Rates:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RevenueCoefficients:
+    """Money per GPU per second earned per unit of the class's `x`, `y_m` and `y_s`.
+
+    The one definition of DESIGN.md §2's two objectives, shared by the LP objective, the
+    `revenue` metric of SLOs and the revenue reported after a solve.
+    """
+
+    x: float
+    y_m: float
+    y_s: float
+
+
+def revenue_coefficients(
+    cluster: Cluster, cls: WorkloadClass, pricing: PricingMode
+) -> RevenueCoefficients:
+    if pricing == "bundled":  # w_i per completion: completions = μ_m·y_m + μ_s·y_s
+        r = service_rates(cluster, cls)
+        return RevenueCoefficients(0.0, cls.bundled_price * r.mu_m, cls.bundled_price * r.mu_s)
+    return RevenueCoefficients(  # prefill tokens at c_p, decode tokens at c_d
+        cls.price_input * cluster.chunk / cluster.tau,
+        cls.price_output / cluster.tau,
+        cls.price_output * cluster.gamma,
+    )
+
+
 # --- service-level constraints, as checked expression trees -------------------------------
 
 Op = Literal["<=", ">=", "=="]

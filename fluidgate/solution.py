@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fluidgate.diagnostics import Span
-from fluidgate.model import Policy, mixed_gpu_count, service_rates
+from fluidgate.model import Policy, mixed_gpu_count, revenue_coefficients, service_rates
 from fluidgate.solvers.base import TerminationStatus
 
 QUEUE_TOL = 1e-7
@@ -104,16 +104,10 @@ class Solution:
 
 def revenue_per_gpu(policy: Policy, values: dict[str, list[float]]) -> float:
     """Money per GPU per second at these LP values, whatever the policy maximises."""
-    c = policy.cluster
     total = 0.0
     for i, cls in enumerate(policy.classes):
-        r = service_rates(c, cls)
-        x, ym, ys = values["x"][i], values["y_m"][i], values["y_s"][i]
-        if policy.pricing == "bundled":
-            total += cls.bundled_price * (r.mu_m * ym + r.mu_s * ys)
-        else:
-            total += (cls.price_input * c.chunk / c.tau * x + cls.price_output / c.tau * ym
-                      + cls.price_output * c.gamma * ys)
+        k = revenue_coefficients(policy.cluster, cls, policy.pricing)
+        total += k.x * values["x"][i] + k.y_m * values["y_m"][i] + k.y_s * values["y_s"][i]
     return total
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from fluidgate.model import Objective, Policy, Rates, service_rates
+from fluidgate.model import Objective, Policy, Rates, revenue_coefficients, service_rates
 
 VARIABLES = ("x", "y_m", "y_s", "q_p", "q_d")
 
@@ -45,16 +45,9 @@ def _objective_expr(lp: FluidLP) -> Any:
             (cls.prompt + cls.output) * class_completions(lp, i)
             for i, cls in enumerate(policy.classes)
         )
-    if policy.pricing == "bundled":
-        return pyo.quicksum(
-            cls.bundled_price * class_completions(lp, i) for i, cls in enumerate(policy.classes)
-        )
-    tau, gamma = c.tau, c.gamma
+    coeffs = [revenue_coefficients(c, cls, policy.pricing) for cls in policy.classes]
     return pyo.quicksum(
-        cls.price_input * (c.chunk / tau) * m.x[i]
-        + (cls.price_output / tau) * m.y_m[i]
-        + cls.price_output * gamma * m.y_s[i]
-        for i, cls in enumerate(policy.classes)
+        k.x * m.x[i] + k.y_m * m.y_m[i] + k.y_s * m.y_s[i] for i, k in enumerate(coeffs)
     )
 
 

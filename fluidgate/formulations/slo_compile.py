@@ -21,10 +21,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fluidgate.diagnostics import Diagnostic, Span
-from fluidgate.model import Const, Expr, MetricRef, Neg, Policy, SloConstraint, service_rates
+from fluidgate.model import (
+    Const,
+    Expr,
+    MetricRef,
+    Neg,
+    Policy,
+    SloConstraint,
+    revenue_coefficients,
+    service_rates,
+)
 
-CLASS_VARS = ("x", "y_m", "y_s", "q_p", "q_d")
-CLASS_PARAMS = ("lam", "theta", "prompt", "mu_p", "mu_m", "mu_s", "w", "c_in", "c_out")
+CLASS_PARAMS = ("lam", "theta", "prompt", "mu_p", "mu_m", "mu_s")
 # aggregate linear forms over all classes, expanded when a template is instantiated
 AGGREGATES = ("mixed_share", "revenue_pg", "tpot_num", "tpot_den")
 SPREAD_VARS = {"prefill": ("hi_prefill", "lo_prefill"), "decode": ("hi_decode", "lo_decode")}
@@ -105,7 +113,7 @@ class SloCompiler:
         return self.sp.Symbol(name, nonnegative=True)
 
     def _p(self, name: str, slot: int) -> Any:
-        return self._sym(f"{name}_{slot}", positive=name not in ("theta", "w", "c_in", "c_out"))
+        return self._sym(f"{name}_{slot}", positive=name != "theta")
 
     def _v(self, name: str, slot: int) -> Any:
         return self._sym(f"{name}__{slot}")
@@ -263,8 +271,7 @@ class SloCompiler:
 
     def _class_params(self, i: int) -> list[float]:
         cls, r = self.policy.classes[i], self.rates[i]
-        return [cls.rate, cls.theta, cls.prompt, r.mu_p, r.mu_m, r.mu_s, cls.bundled_price,
-                cls.price_input, cls.price_output]
+        return [cls.rate, cls.theta, cls.prompt, r.mu_p, r.mu_m, r.mu_s]
 
     def _add(self, out: dict[str, float], sym: str, value: float, ordered: list[str]) -> None:
         """Accumulate a template coefficient onto concrete LP variables."""
@@ -293,14 +300,8 @@ class SloCompiler:
             return [t for i in K for t in ((f"y_m__{i}", 1.0 / c.tau), (f"y_s__{i}", c.gamma))]
         out: list[tuple[str, float]] = []
         for i, cls in enumerate(pol.classes):
-            r = self.rates[i]
-            if pol.pricing == "bundled":
-                out += [(f"y_m__{i}", cls.bundled_price * r.mu_m),
-                        (f"y_s__{i}", cls.bundled_price * r.mu_s)]
-            else:
-                out += [(f"x__{i}", cls.price_input * c.chunk / c.tau),
-                        (f"y_m__{i}", cls.price_output / c.tau),
-                        (f"y_s__{i}", cls.price_output * c.gamma)]
+            k = revenue_coefficients(c, cls, pol.pricing)
+            out += [(f"x__{i}", k.x), (f"y_m__{i}", k.y_m), (f"y_s__{i}", k.y_s)]
         return out
 
 
