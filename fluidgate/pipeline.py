@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from fluidgate.model import Policy
-from fluidgate.solution import Solution, class_solutions
+from fluidgate.solution import Solution, class_solutions, revenue_per_gpu
 from fluidgate.solvers.base import SolveOptions, TerminationStatus
 from fluidgate.solvers.registry import get_solver
 
@@ -26,7 +26,7 @@ def solve_policy(
     When the policy is infeasible, the SLOs that conflict are found by one trial solve per
     hard SLO; `diagnose_progress(done, total)` reports on that search.
     """
-    from fluidgate.formulations.fluid_lp import VARIABLES, build_fluid_lp
+    from fluidgate.formulations.fluid_lp import build_fluid_lp
     from fluidgate.formulations.matrix import compile_matrix
     from fluidgate.formulations.slo import add_slos, read_slos
 
@@ -52,10 +52,10 @@ def solve_policy(
             timings["diagnose"] = time.perf_counter() - t3
         return Solution(policy, backend.name, result.status, result.message, timings=timings,
                         conflict=conflict)
-    K = len(policy.classes)
-    values = {name: compiled.column_values(result.x, name, K) for name in VARIABLES}
+    values = compiled.variable_values(result.x, len(policy.classes))
     classes, plan, warnings = class_solutions(policy, values)
-    slos, revenue, penalty = read_slos(lp, compiled, result)
+    revenue = revenue_per_gpu(policy, values)
+    slos, penalty = read_slos(lp, compiled, result, values, classes, revenue)
     return Solution(
         policy=policy,
         solver=backend.name,

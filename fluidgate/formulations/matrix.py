@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from fluidgate.formulations.fluid_lp import FluidLP
+from fluidgate.formulations.fluid_lp import VARIABLES, FluidLP
 from fluidgate.solvers.base import CscMatrix, MatrixLP
 
 
@@ -34,12 +34,13 @@ class CompiledLP:
     rows: list[RowRef]
     columns: list[tuple[str, object]]
 
-    def column_values(self, x: np.ndarray, name: str, size: int) -> list[float]:
-        """Values of indexed variable `name`, 0 where it is not a column (fixed at 0)."""
-        out = [0.0] * size
+    def variable_values(self, x: np.ndarray, size: int) -> dict[str, list[float]]:
+        """Per-class values of the LP variables (x, y_m, y_s, q_p, q_d), in one pass; 0 for
+        entries that are not columns (fixed at 0)."""
+        out = {name: [0.0] * size for name in VARIABLES}
         for j, (var, idx) in enumerate(self.columns):
-            if var == name and isinstance(idx, int):
-                out[idx] = float(x[j])
+            if var in out and isinstance(idx, int):
+                out[var][idx] = float(x[j])
         return out
 
 

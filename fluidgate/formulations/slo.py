@@ -8,6 +8,7 @@ variables `hi ≥ x_i/w_i ≥ lo`, so a bound on `hi − lo` bounds the largest 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +18,8 @@ from fluidgate.diagnostics import PolicyError
 from fluidgate.formulations.fluid_lp import FluidLP
 from fluidgate.formulations.matrix import CompiledLP
 from fluidgate.formulations.slo_compile import SPREAD_VARS, LinearRow, compile_all
-from fluidgate.model import BinOp, Const, Expr, MetricRef, Neg, Policy, Rates, service_rates
-from fluidgate.solution import SloOutcome
+from fluidgate.model import BinOp, Const, Expr, MetricRef, Neg, Policy
+from fluidgate.solution import ClassSolution, SloOutcome
 from fluidgate.solvers.base import SolverResult
 
 BINDING_TOL = 1e-6
@@ -85,70 +86,51 @@ def _var(m: Any, name: str) -> Any:
 
 
 @dataclass(frozen=True)
-class _Lookup:
-    """Per-solve lookups, built once so evaluating K SLOs stays O(K)."""
+class _Readback:
+    """What evaluating SLO sides needs from one solution: LP values per GPU, the per-class
+    operator quantities already computed by `class_solutions`, and the revenue rate."""
 
-    index: dict[str, int]
-    rates: list[Rates]
-
-    @classmethod
-    def of(cls, policy: Policy) -> _Lookup:
-        return cls({c.name: i for i, c in enumerate(policy.classes)},
-                   [service_rates(policy.cluster, c) for c in policy.classes])
+    policy: Policy
+    values: dict[str, list[float]]
+    classes: dict[str, ClassSolution]
+    revenue: float
 
 
-def _metric_value(
-    policy: Policy, values: dict[str, list[float]], m: MetricRef, look: _Lookup
-) -> float | None:
-    c = policy.cluster
-    n = c.gpus
-    K = range(len(policy.classes))
+def _metric_value(rb: _Readback, m: MetricRef) -> float | None:
+    c, values = rb.policy.cluster, rb.values
+    K = range(len(rb.policy.classes))
     if m.name == "mixed_gpus":
         return sum(values["x"])
     if m.name == "spread":
         var = "x" if m.arg == "prefill" else "y_s"
-        scaled = [values[var][i] / policy.classes[i].weight for i in K]
+        scaled = [values[var][i] / rb.policy.classes[i].weight for i in K]
         return max(scaled) - min(scaled)
     if m.name == "revenue":
-        return None  # filled by the caller from the objective
+        return rb.revenue * c.gpus
     if m.name == "tpot" and m.arg is None:
         num = sum(values["y_m"][i] + values["y_s"][i] for i in K)
         den = sum(values["y_m"][i] / c.tau + c.gamma * values["y_s"][i] for i in K)
         return num / den if den > 0 else None
     assert m.arg is not None
-    i = look.index[m.arg]
-    cls, r = policy.classes[i], look.rates[i]
-    x, ym, ys = values["x"][i], values["y_m"][i], values["y_s"][i]
-    qp, qd = values["q_p"][i], values["q_d"][i]
+    cs = rb.classes[m.arg]
     return {
-        "rate": n * cls.rate,
-        "admitted": n * r.mu_p * x,
-        "served": n * (r.mu_m * ym + r.mu_s * ys),
-        "abandonment": cls.theta * (qp + qd) / cls.rate,
-        "wait": qp / cls.rate,
-        "ttft": qp / cls.rate + cls.prompt * c.tau / c.chunk,
-        "tpot": (ym + ys) / (ym / c.tau + c.gamma * ys) if ym + ys > 0 else None,
+        "rate": cs.arrivals, "admitted": cs.admitted, "served": cs.served,
+        "abandonment": cs.abandonment, "wait": cs.wait, "ttft": cs.ttft, "tpot": cs.tpot,
     }[m.name]
 
 
-def evaluate_expr(
-    policy: Policy, values: dict[str, list[float]], e: Expr, revenue: float,
-    look: _Lookup | None = None,
-) -> float | None:
+def _evaluate(rb: _Readback, e: Expr) -> float | None:
     """Numeric value of an SLO side at a solution (None where a ratio is undefined)."""
-    look = look or _Lookup.of(policy)
     if isinstance(e, Const):
         return e.value
     if isinstance(e, MetricRef):
-        if e.name == "revenue":
-            return revenue * policy.cluster.gpus
-        return _metric_value(policy, values, e, look)
+        return _metric_value(rb, e)
     if isinstance(e, Neg):
-        v = evaluate_expr(policy, values, e.operand, revenue, look)
+        v = _evaluate(rb, e.operand)
         return None if v is None else -v
     assert isinstance(e, BinOp)
-    a = evaluate_expr(policy, values, e.left, revenue, look)
-    b = evaluate_expr(policy, values, e.right, revenue, look)
+    a = _evaluate(rb, e.left)
+    b = _evaluate(rb, e.right)
     if a is None or b is None:
         return None
     if e.op == "+":
@@ -161,26 +143,21 @@ def evaluate_expr(
 
 
 def read_slos(
-    lp: FluidLP, compiled: CompiledLP, result: SolverResult
-) -> tuple[list[SloOutcome], float, float]:
-    """Each SLO's achieved value, bound, slack and shadow price; the revenue rate (money per
-    GPU per second) and the total soft-SLO penalty."""
-    from fluidgate.formulations.fluid_lp import VARIABLES
-    from fluidgate.solution import revenue_per_gpu
-
-    policy, m = lp.policy, lp.model
+    lp: FluidLP,
+    compiled: CompiledLP,
+    result: SolverResult,
+    values: dict[str, list[float]],
+    classes: Sequence[ClassSolution],
+    revenue: float,
+) -> tuple[list[SloOutcome], float]:
+    """Each SLO's achieved value, bound, slack and shadow price, and the total soft-SLO
+    penalty subtracted from the objective."""
     assert result.x is not None and result.row_duals is not None
     x = result.x
     col_index = {name: j for j, name in enumerate(compiled.matrix.col_names)}
-    K = len(policy.classes)
-    values = {name: compiled.column_values(x, name, K) for name in VARIABLES}
-    penalties = 0.0
-    rows: list[LinearRow] = lp.rows
-    duals = {}
-    for r_idx, ref in enumerate(compiled.rows):
-        if ref.component == "slo":
-            duals[ref.index] = float(result.row_duals[r_idx])
-    outcomes: list[SloOutcome] = []
+    duals = {ref.index: float(result.row_duals[r]) for r, ref in enumerate(compiled.rows)
+             if ref.component == "slo"}
+    rb = _Readback(lp.policy, values, {cs.name: cs for cs in classes}, revenue)
 
     def val(name: str) -> float:
         if "__" in name:
@@ -189,24 +166,17 @@ def read_slos(
         j = col_index.get(name)
         return float(x[j]) if j is not None else 0.0
 
-    for k, row in enumerate(rows):
-        if row.slo.soft:
-            viol = _component_value(m, "violation", k, x, col_index)
-            if row.equality:
-                viol += _component_value(m, "violation_below", k, x, col_index)
-            penalties += row.slo.penalty * viol
-    revenue = revenue_per_gpu(policy, values)
-    look = _Lookup.of(policy)
-    for k, row in enumerate(rows):
+    outcomes: list[SloOutcome] = []
+    penalties = 0.0
+    for k, row in enumerate(lp.rows):
         slo = row.slo
-        lhs = evaluate_expr(policy, values, slo.lhs, revenue, look)
-        rhs = evaluate_expr(policy, values, slo.rhs, revenue, look)
-        activity = sum(c * val(n) for n, c in row.coeffs.items())
         violation = None
         if slo.soft:
-            violation = _component_value(m, "violation", k, x, col_index)
+            violation = _column_value(col_index, x, f"violation[{k}]")
             if row.equality:
-                violation += _component_value(m, "violation_below", k, x, col_index)
+                violation += _column_value(col_index, x, f"violation_below[{k}]")
+            penalties += slo.penalty * violation
+        lhs, rhs = _evaluate(rb, slo.lhs), _evaluate(rb, slo.rhs)
         slack = None
         if lhs is not None and rhs is not None:
             slack = (rhs - lhs) if slo.op == "<=" else (lhs - rhs) if slo.op == ">=" else 0.0
@@ -217,16 +187,17 @@ def read_slos(
         if slack is not None and rhs is not None:
             binding = abs(slack) <= BINDING_TOL * max(1.0, abs(rhs))
         else:
+            activity = sum(c * val(n) for n, c in row.coeffs.items())
             binding = abs(activity - row.rhs) <= BINDING_TOL * max(1.0, abs(row.rhs))
-        binding = binding or row.equality
         outcomes.append(SloOutcome(
             label=slo.label, line=slo.span.line if slo.span else None, soft=slo.soft,
-            value=lhs, bound=rhs, op=slo.op, slack=slack, binding=binding,
+            value=lhs, bound=rhs, op=slo.op, slack=slack, binding=binding or row.equality,
             shadow_price=shadow, violation=violation, unit=slo.unit,
             unit_scale=slo.unit_scale))
-    return outcomes, revenue, penalties
+    return outcomes, penalties
 
 
-def _component_value(m: Any, comp: str, k: int, x: np.ndarray, col_index: dict[str, int]) -> float:
-    j = col_index.get(f"{comp}[{k}]")
+def _column_value(col_index: dict[str, int], x: np.ndarray, column: str) -> float:
+    """A column's value by name; 0 for a variable the compiler left out (fixed at 0)."""
+    j = col_index.get(column)
     return float(x[j]) if j is not None else 0.0
