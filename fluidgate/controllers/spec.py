@@ -1,0 +1,222 @@
+"""The controller spec (`fluidgate.controller/v1`): the one document that leaves the solver.
+
+Everything downstream — the runtime gate and router, the exporters, the simulator, the
+harness — reads this document and nothing else (DESIGN.md §5), so it carries every number
+they need in cluster-wide units and says where it came from (policy hash, solver, version).
+Loading is strict: a spec is configuration for production traffic, so a missing field, a
+NaN, a string where a number belongs or a negative GPU count is an error in words, never
+something coerced quietly. Follows the pattern of `calibration/schema.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+SCHEMA_ID = "fluidgate.controller/v1"
+
+# A spec is read by machines in production: unknown keys are typos, not extensions.
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+
+class SpecError(Exception):
+    """A controller spec that cannot be used; the message names the field and the problem."""
+
+
+class GateRule(StrEnum):
+    """How a free prefill slot picks the class to admit (DESIGN.md §4)."""
+
+    OCCUPANCY_DEFICIT = "occupancy-deficit"  # bundled: smallest (X_i − n·x_i*)/x_i* first
+    STATIC_PRIORITY = "static-priority"  # separate: largest D_i/P_i first (the `priority` rank)
+
+
+class RouterRule(StrEnum):
+    """Where a finished prefill's decode goes (DESIGN.md §4)."""
+
+    SOLO_FIRST = "solo-first"  # free solo slot, else free mixed slot, else one FCFS buffer
+    SLI_SPLIT = "sli-split"  # solo pool with probability p_solo, each pool with its own buffer
+
+
+class PolicySource(BaseModel):
+    model_config = _STRICT
+
+    name: str
+    path: str = Field(description="the policy file as given on the command line")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the policy text")
+
+
+class SolverInfo(BaseModel):
+    model_config = _STRICT
+
+    name: str
+    status: Literal["optimal"] = Field(description="only a solved, verified plan becomes a spec")
+    message: str = ""
+
+
+class ClusterPlanSpec(BaseModel):
+    """The static plan: `mixed_gpus = ⌈n·Σx*⌉` keep one prefill slot, the rest only decode."""
+
+    model_config = _STRICT
+
+    gpus: int = Field(ge=1, description="n, GPUs in the cluster")
+    max_batch: int = Field(ge=2, description="B, decode streams per GPU")
+    chunk: float = Field(gt=0, description="C, prefill tokens per mixed iteration")
+    alpha: float = Field(gt=0, description="mixed-iteration intercept, s")
+    beta: float = Field(ge=0, description="mixed-iteration slope, s per chunk token")
+    tau_mix: float = Field(gt=0, description="τ = α + β·C, s per mixed iteration")
+    tau_solo: float = Field(gt=0, description="s per decode-only iteration")
+    gamma: float = Field(gt=0, description="1/τ_solo, decode iterations per second")
+    iteration_source: str = Field(description="'inline' or the calibration file used")
+    mixed_share: float = Field(ge=0, le=1, description="Σx*, share of GPUs prefilling")
+    mixed_gpus: int = Field(ge=0, description="M = ⌈n·Σx*⌉")
+    solo_gpus: int = Field(ge=0, description="n − M")
+
+    @model_validator(mode="after")
+    def _pools_add_up(self) -> ClusterPlanSpec:
+        if self.mixed_gpus + self.solo_gpus != self.gpus:
+            raise ValueError(
+                f"mixed_gpus ({self.mixed_gpus}) + solo_gpus ({self.solo_gpus}) must equal "
+                f"gpus ({self.gpus})"
+            )
+        return self
+
+
+class ClassTargets(BaseModel):
+    """The LP optimum, cluster-wide (`n·x*`, …): what the runtime gate steers towards."""
+
+    model_config = _STRICT
+
+    prefill: float = Field(ge=0, description="n·x*, GPUs prefilling this class")
+    decodes_mixed: float = Field(ge=0, description="n·y_m*, decodes on mixed GPUs")
+    decodes_solo: float = Field(ge=0, description="n·y_s*, decodes on solo GPUs")
+    prefill_queue: float = Field(ge=0, description="n·q_p*, requests waiting for prefill")
+    decode_queue: float = Field(ge=0, description="n·q_d*, prefilled requests waiting to decode")
+
+
+class ClassPrediction(BaseModel):
+    """What the plan predicts for this class (means; DESIGN.md §3), cluster-wide."""
+
+    model_config = _STRICT
+
+    arrivals: float = Field(ge=0, description="requests/s")
+    admitted: float = Field(ge=0, description="prefill completions, requests/s")
+    served: float = Field(ge=0, description="completed requests/s")
+    abandonment: float = Field(ge=0, le=1, description="share of arrivals that leave")
+    wait: float = Field(ge=0, description="mean wait for prefill, s")
+    ttft: float | None = Field(ge=0, description="mean time to first token, s")
+    tpot: float | None = Field(ge=0, description="mean time per output token, s")
+
+
+class ClassSpec(BaseModel):
+    model_config = _STRICT
+
+    name: str = Field(min_length=1)
+    rate: float = Field(ge=0, description="arrivals per GPU, requests/s")
+    prompt: float = Field(gt=0, description="P, prompt tokens")
+    output: float = Field(gt=0, description="D, output tokens")
+    patience: float | None = Field(gt=0, description="mean patience, s; null: never leaves")
+    price_input: float = Field(ge=0, description="money per prompt token")
+    price_output: float = Field(ge=0, description="money per output token")
+    priority: int = Field(ge=1, description="rank, 1 admitted first (static-priority gate, "
+                                            "and the order exported to serving stacks)")
+    p_solo: float = Field(ge=0, le=1, description="share of decodes routed to the solo pool")
+    targets: ClassTargets
+    predicted: ClassPrediction
+
+
+class SloSpec(BaseModel):
+    model_config = _STRICT
+
+    label: str
+    line: int | None = Field(ge=1)
+    soft: bool
+    op: Literal["<=", ">=", "=="]
+    bound: float | None
+    value: float | None
+    binding: bool
+    shadow_price: float | None = Field(description="objective per GPU per s, per unit of bound")
+    unit: str = Field(description="display unit of bound and value ('' for base units)")
+    unit_scale: float = Field(gt=0, description="base units per display unit")
+
+
+class ControllerSpec(BaseModel):
+    """The gate-and-route controller for one policy on one cluster."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True,
+                              populate_by_name=True)
+
+    schema_: Literal["fluidgate.controller/v1"] = Field(alias="schema")
+    generator: str = Field(description="the fluidgate version that wrote it")
+    policy: PolicySource
+    solver: SolverInfo
+    pricing: Literal["bundled", "separate"]
+    objective: Literal["revenue", "throughput", "served"]
+    r_star: float = Field(description="optimal objective per GPU per s (penalties subtracted)")
+    revenue_rate: float = Field(description="money per GPU per s earned by the plan")
+    cluster: ClusterPlanSpec
+    gate: GateRule
+    router: RouterRule
+    classes: list[ClassSpec] = Field(min_length=1)
+    slos: list[SloSpec] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ControllerSpec:
+        names = [c.name for c in self.classes]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"class names must be unique; repeated: {', '.join(dup)}")
+        ranks = sorted(c.priority for c in self.classes)
+        if ranks != list(range(1, len(ranks) + 1)):
+            raise ValueError("class priorities must be the ranks 1..K, each once")
+        return self
+
+    def class_index(self, name: str) -> int:
+        for i, c in enumerate(self.classes):
+            if c.name == name:
+                return i
+        raise KeyError(name)
+
+
+def dump_spec(spec: ControllerSpec) -> str:
+    """The JSON text of a spec; `load_spec(dump_spec(s))` dumps to the same bytes."""
+    payload = spec.model_dump(mode="json", by_alias=True)
+    return json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(document)"
+
+
+def parse_spec(text: str, origin: str = "<spec>") -> ControllerSpec:
+    """Validate a spec's JSON text; every failure is a `SpecError` naming the field."""
+    try:
+        raw = json.loads(text)
+    except RecursionError:
+        raise SpecError(f"{origin}: nests too deeply to read") from None
+    except ValueError as exc:
+        raise SpecError(f"{origin}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{origin}: must hold a JSON object")
+    found = raw.get("schema")
+    if found != SCHEMA_ID:
+        raise SpecError(f"{origin}: schema is {found!r}; expected '{SCHEMA_ID}'")
+    try:
+        return ControllerSpec.model_validate_json(text, strict=True)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_where(tuple(e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise SpecError(f"{origin}: invalid controller spec: {problems}") from None
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The published JSON Schema of `fluidgate.controller/v1` (generated from the model)."""
+    schema = ControllerSpec.model_json_schema(by_alias=True, mode="serialization")
+    schema["$id"] = SCHEMA_ID
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
