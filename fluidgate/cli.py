@@ -17,6 +17,7 @@ from rich.console import Console
 
 from fluidgate import __version__
 from fluidgate.diagnostics import Diagnostic, PolicyError
+from fluidgate.textsafe import safe_text
 
 if TYPE_CHECKING:  # the CLI imports stages lazily; these are for annotations only
     from fluidgate.model import Policy
@@ -42,8 +43,13 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _say(console: Console, message: str) -> None:
+    """Print a message that may quote user text: control characters are shown escaped."""
+    console.print(safe_text(message, multiline=True), markup=False)
+
+
 def _fail(message: str, code: int) -> NoReturn:
-    _stderr().print(message, markup=False)
+    _say(_stderr(), message)
     raise typer.Exit(code)
 
 
@@ -104,15 +110,15 @@ def check(
             if compiled.errors:
                 raise PolicyError(compiled.errors, policy.source_text)
         except PolicyError as exc:
-            _stderr().print(exc.render(), markup=False)
+            _say(_stderr(), exc.render())
             failed = True
             continue
         for w in checked.warnings:
-            _stderr().print(w.render(policy.source_text), markup=False)
+            _say(_stderr(), w.render(policy.source_text))
         k, m = len(policy.classes), len(policy.slos)
-        out.print(f"{path}: ok — {k} class{'es' if k != 1 else ''}, {m} SLO "
+        _say(out, f"{path}: ok — {k} class{'es' if k != 1 else ''}, {m} SLO "
                   f"constraint{'s' if m != 1 else ''}, {policy.pricing} pricing, objective "
-                  f"{policy.objective.value}", markup=False)
+                  f"{policy.objective.value}")
     if failed:
         raise typer.Exit(EXIT_INPUT)
 
@@ -154,7 +160,7 @@ def solve(
     from fluidgate.pipeline import solve_policy
 
     for w in warnings:
-        _stderr().print(w.render(policy.source_text), markup=False)
+        _say(_stderr(), w.render(policy.source_text))
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     bar = Progress("[progress.description]{task.description}", BarColumn(),
@@ -194,7 +200,7 @@ def solve(
 
             render_solution(sol, Console())
             if json_out is not None:
-                Console().print(f"solution written to {json_out}", markup=False)
+                _say(Console(), f"solution written to {json_out}")
         return
     if sol.status in (TerminationStatus.INFEASIBLE, TerminationStatus.INFEASIBLE_OR_UNBOUNDED):
         _fail(_infeasible_message(sol), EXIT_INFEASIBLE)
@@ -239,7 +245,7 @@ def explain(policy_file: PolicyArg) -> None:
         text = explain_policy(policy)
     except PolicyError as exc:
         _policy_error(exc)
-    Console(highlight=False, soft_wrap=True).print(text, markup=False)
+    _say(Console(highlight=False, soft_wrap=True), text)
 
 
 def _mount_calibration() -> None:
@@ -260,8 +266,8 @@ def main() -> None:
     except Exception as exc:  # last resort: never show users a raw traceback
         if os.environ.get("FLUIDGATE_DEBUG"):
             raise
-        _stderr().print(
-            f"internal error: {type(exc).__name__}: {exc}\n"
-            "This is a bug in fluidgate; rerun with FLUIDGATE_DEBUG=1 for the traceback "
-            "and report it.", markup=False)
+        _say(_stderr(),
+             f"internal error: {type(exc).__name__}: {exc}\n"
+             "This is a bug in fluidgate; rerun with FLUIDGATE_DEBUG=1 for the traceback "
+             "and report it.")
         sys.exit(1)

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from fluidgate.textsafe import safe_text
+
 Severity = Literal["error", "warning"]
 
 
@@ -34,27 +36,37 @@ class Diagnostic:
     hint: str | None = None
 
     def render(self, source: str | None = None) -> str:
-        """Render like a compiler: location, message, then the source line with carets."""
+        """Render like a compiler: location, message, then the source line with carets.
+
+        Everything from the user (file name, message, source line, hint) passes through
+        `safe_text`, so a control character in a policy is shown escaped, never obeyed; the
+        carets are placed under the escaped rendering of the span.
+        """
         if self.span is None:
-            head = f"{self.severity}: {self.message}"
+            head = f"{self.severity}: {safe_text(self.message)}"
         else:
             s = self.span
-            head = f"{s.file}:{s.line}:{s.column}: {self.severity}: {self.message}"
+            head = (f"{safe_text(s.file)}:{s.line}:{s.column}: {self.severity}: "
+                    f"{safe_text(self.message)}")
         lines = [head]
         if source is not None and self.span is not None:
             src_lines = source.splitlines()
             if 1 <= self.span.line <= len(src_lines):
-                text = src_lines[self.span.line - 1].expandtabs(1)
-                lines.append("    " + text)
-                width = (
-                    self.span.end_column - self.span.column
-                    if self.span.end_line == self.span.line
-                    else len(text) - self.span.column + 1
-                )
-                lines.append("    " + " " * (self.span.column - 1) + "^" * max(1, width))
+                lines.extend(_source_with_carets(src_lines[self.span.line - 1], self.span))
         if self.hint:
-            lines.append(f"    hint: {self.hint}")
+            lines.append(f"    hint: {safe_text(self.hint)}")
         return "\n".join(lines)
+
+
+def _source_with_carets(raw: str, span: Span) -> list[str]:
+    """The source line and a caret line, both in escaped form so the carets stay aligned."""
+    text = raw.expandtabs(1)
+    start = max(0, span.column - 1)
+    end = span.end_column - 1 if span.end_line == span.line else len(text)
+    before = safe_text(text[:start])
+    inside = safe_text(text[start:max(start, end)])
+    shown = before + inside + safe_text(text[max(start, end):])
+    return ["    " + shown, "    " + " " * len(before) + "^" * max(1, len(inside))]
 
 
 @dataclass

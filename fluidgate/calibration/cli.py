@@ -70,8 +70,15 @@ FIT_HELP = (
 )
 
 
+def _echo(message: str, *, err: bool = False) -> None:
+    """Print a line that may quote user text (paths, log lines): controls shown escaped."""
+    from fluidgate.textsafe import safe_text
+
+    typer.echo(safe_text(message, multiline=True), err=err)
+
+
 def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
+    _echo(f"error: {message}", err=True)
     raise typer.Exit(EXIT_INPUT)
 
 
@@ -175,7 +182,7 @@ def measure_command(
     except (MeasureError, ValueError) as exc:
         _fail(_first_line(exc))
     _write(lambda: write_csv(out, data), out)
-    typer.echo(f"wrote {len(data.rows)} measurements to {out} ({data.metadata['device']})")
+    _echo(f"wrote {len(data.rows)} measurements to {out} ({data.metadata['device']})")
 
 
 @app.command("import", help=IMPORT_HELP)
@@ -214,13 +221,13 @@ def import_command(
         _fail(str(exc))
     _write(lambda: write_csv(out, data), out)
     kinds = {k: sum(r.kind == k for r in data.rows) for k in ("solo", "mixed", "prefill")}
-    typer.echo(
+    _echo(
         f"wrote {len(data.rows)} measurements to {out} ("
         + ", ".join(f"{n} {k}" for k, n in kinds.items() if n)
         + ")"
     )
     for note in data.notes:
-        typer.echo(f"note: {note}", err=True)
+        _echo(f"note: {note}", err=True)
 
 
 @app.command("fit", help=FIT_HELP)
@@ -290,7 +297,7 @@ def fit_command(
     render(result, Console())
     calibration = calibration_file(result, data, files, options)
     _write(lambda: save_calibration(out, calibration), out)
-    typer.echo(
+    _echo(
         f"wrote {out}: alpha={result.alpha:.6g} s, beta={result.beta:.6g} s/token,"
         f" gamma={result.gamma:.6g} /s"
     )
@@ -298,7 +305,7 @@ def fit_command(
         from fluidgate.calibration.plot import write_png
 
         _write(lambda: write_png(plot, result, title=", ".join(p.name for p in files)), plot)
-        typer.echo(f"wrote {plot}")
+        _echo(f"wrote {plot}")
 
 
 def _write(action: Callable[[], object], path: Path) -> None:
