@@ -20,6 +20,7 @@ from fluidgate.diagnostics import Diagnostic, PolicyError
 from fluidgate.textsafe import safe_text
 
 if TYPE_CHECKING:  # the CLI imports stages lazily; these are for annotations only
+    from fluidgate.conflict import Conflict
     from fluidgate.model import Policy
     from fluidgate.solution import Solution
 
@@ -163,10 +164,12 @@ def solve(
         _say(_stderr(), w.render(policy.source_text))
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    err = _stderr()
     bar = Progress("[progress.description]{task.description}", BarColumn(),
-                   MofNCompleteColumn(), TimeElapsedColumn(), console=_stderr(), transient=True,
-                   disable=quiet)
-    task = bar.add_task("infeasible: finding the SLOs that conflict", total=None)
+                   MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True,
+                   disable=quiet or not err.is_terminal)  # piped: no bar, no blank line
+    task = bar.add_task("infeasible: finding the SLOs that conflict and how far to move "
+                        "them", total=None)
 
     def on_progress(done: int, total: int) -> None:
         if not bar.live.is_started:  # only an infeasible policy ever shows the bar
@@ -224,10 +227,29 @@ def _infeasible_message(sol: Solution) -> str:
             f"{pol.cluster.gpus} GPUs are not enough.\n"
             "    hint: give those classes a 'patience', lower their rate, or add GPUs"
         )
-    lines = [f"{pol.source_file}: error: these service levels cannot all hold together "
-             "(removing any one of them makes the policy feasible):"]
-    for label, span in conflict.items:
-        lines.append(Diagnostic(f"conflicting: {label}", span).render(pol.source_text))
+    return _conflicts_message(pol, conflict)
+
+
+def _conflicts_message(pol: Policy, conflict: Conflict) -> str:
+    """Every conflict with its lines, what is exactly true of each, and how far to move."""
+    groups = conflict.groups
+    if len(groups) == 1:
+        lines = [f"{pol.source_file}: error: these service levels cannot all hold together "
+                 "(removing any one of them resolves this conflict):"]
+        held = "every other line held"
+    else:
+        lines = [f"{pol.source_file}: error: the service levels below form {len(groups)} "
+                 "conflicts; removing any one line of a conflict resolves that conflict, and "
+                 "removing all of them makes the policy feasible:"]
+        held = "the other conflicts' lines set aside and every other line held"
+    for g, group in enumerate(groups, start=1):
+        if len(groups) > 1:
+            lines.append(f"conflict {g} of {len(groups)}:")
+        for item in group:
+            lines.append(Diagnostic(f"conflicting: {item.label}", item.span)
+                         .render(pol.source_text))
+        lines.append(f"    nearest feasible bounds, each with {held}:")
+        lines.extend(f"        {item.nearest_text()}" for item in group)
     return "\n".join(lines)
 
 

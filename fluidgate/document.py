@@ -15,6 +15,7 @@ from typing import Any
 
 from fluidgate import __version__
 from fluidgate.atomic import write_text_atomic
+from fluidgate.conflict import Conflict
 from fluidgate.solution import Solution
 
 SCHEMA_ID = "fluidgate.solution/v1"
@@ -92,13 +93,32 @@ def solution_document(sol: Solution) -> dict[str, Any]:
             "display_unit": o.unit, "display_scale": o.unit_scale,
         })
     if sol.conflict is not None:
-        doc["conflict"] = {
-            "slos": [{"label": label, "line": span.line if span else None}
-                     for label, span in sol.conflict.items],
-            "traffic_exceeds_capacity": sol.conflict.base_infeasible,
-            "classes_without_patience": list(sol.conflict.impatient_classes),
-        }
+        doc["conflict"] = conflict_document(sol.conflict)
     return doc
+
+
+def conflict_document(conflict: Conflict) -> dict[str, Any]:
+    """Every conflicting SLO with its conflict number (from 1) and nearest feasible bound
+    (base units, and as printed: in the display unit, rounded outward)."""
+    slos = []
+    for g, group in enumerate(conflict.groups, start=1):
+        for item in group:
+            printed = item.nearest_text().partition("nearest feasible bound ")[2] or None
+            slos.append({
+                "label": item.label, "line": item.span.line if item.span else None,
+                "conflict": g, "op": item.op, "bound": _num(item.bound),
+                "nearest_feasible_bound": _num(item.nearest_bound),
+                "nearest_feasible_bound_display": printed,
+                "loosen_by": _num(item.loosen_by),
+                "display_unit": item.unit, "display_scale": item.unit_scale,
+            })
+    return {
+        "conflicts": len(conflict.groups),
+        "slos": slos,
+        "bounds_with_other_conflicts_set_aside": conflict.others_set_aside,
+        "traffic_exceeds_capacity": conflict.base_infeasible,
+        "classes_without_patience": list(conflict.impatient_classes),
+    }
 
 
 def write_solution(sol: Solution, path: str | Path) -> Path:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fluidgate.diagnostics import Span
+from fluidgate.conflict import Conflict
 from fluidgate.model import Policy, mixed_gpu_count, revenue_coefficients, service_rates
 from fluidgate.solvers.base import TerminationStatus
 
@@ -65,16 +65,6 @@ class SloOutcome:
     violation: float | None = None
     unit: str = ""
     unit_scale: float = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Conflict:
-    """Why a policy is infeasible: SLOs (label, source line) that cannot hold together, or
-    the traffic itself, when classes without patience need more than the cluster has."""
-
-    items: tuple[tuple[str, Span | None], ...] = ()
-    base_infeasible: bool = False
-    impatient_classes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

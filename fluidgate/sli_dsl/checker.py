@@ -231,7 +231,8 @@ def check_document(
             classes.append(checked)
     slos = []
     for slo_block in (i for i in doc.items if isinstance(i, sx.SloBlock)):
-        slos.extend(check_slo_block(slo_block, tuple(seen), cluster, doc.text, bag))
+        slos.extend(check_slo_block(slo_block, tuple(seen), cluster, doc.text, bag,
+                                    prompts={c.name: c.prompt for c in classes}))
     if bag.errors or cluster is None:
         return None
     name = str(getattr(names[0], "name", "")) if names else Path(doc.file).stem

@@ -8,7 +8,7 @@ the variables; here we only make sure it means something.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -177,6 +177,27 @@ def _warn_unreachable_tpot(
                     f"serving none of {who}", c.span)
 
 
+def _warn_unreachable_ttft(
+    lhs: _Typed, rhs: _Typed, c: sx.Constraint, cluster: Cluster | None,
+    prompts: Mapping[str, float], bag: DiagnosticBag,
+) -> None:
+    """TTFT includes the class's own prefill, `P·τ/C` at the policy's chunk, so a bound below
+    it can be met by no plan at all (not even one that admits nobody)."""
+    m = _single_metric(lhs)
+    if (cluster is None or m is None or m.name != "ttft" or c.op != "<="
+            or not isinstance(rhs.expr, Const)):
+        return
+    names = list(prompts) if m.arg == "all" else [n for n in prompts if n == m.arg]
+    for name in names:
+        prefill = prompts[name] * cluster.tau / cluster.chunk
+        if rhs.expr.value < prefill:
+            bag.warning(f"the bound is below the prefill time of class '{name}' alone "
+                        f"(P·τ/C = {prefill * 1e3:.4g} ms at chunk {cluster.chunk:g} tokens): "
+                        "no plan can meet it", c.span,
+                        hint="raise the bound, or shorten the prefill: a larger chunk or a "
+                             "faster iteration")
+
+
 def _span_text(lines: Sequence[str], span: Span) -> str:
     """The source text a span covers (a constraint may share its line with others)."""
     if span.line > len(lines):
@@ -205,7 +226,10 @@ def check_slo_block(
     cluster: Cluster | None,
     source: str,
     bag: DiagnosticBag,
+    prompts: Mapping[str, float] | None = None,
 ) -> list[SloConstraint]:
+    """The block's constraints, `all` expanded; `prompts` (prompt tokens per checked class)
+    lets bounds that no plan can meet be warned about."""
     out: list[SloConstraint] = []
     lines = source.splitlines()
     for c in block.constraints:
@@ -243,6 +267,7 @@ def check_slo_block(
         if not _fraction_in_range(lhs, rhs, c, bag):
             continue
         _warn_unreachable_tpot(lhs, rhs, c, cluster, bag)
+        _warn_unreachable_ttft(lhs, rhs, c, cluster, prompts or {}, bag)
         if c.soft and (lhs.has_ratio or rhs.has_ratio):
             bag.error("a ratio metric (tpot) may not appear in a soft constraint", c.span)
             continue
