@@ -1,0 +1,180 @@
+"""The gate-and-route decision rules (DESIGN.md §4), once, as pure functions over arrays.
+
+Every consumer — the runtime `Controller`, the simulator's compiled event loop, the
+harness gateway — decides with these functions and nothing else, so a measured result
+and a simulated one come from the same rule. To make that possible at simulator speed
+(≥ 10⁶ events/s) each rule is written so that `numba.njit(rule)` compiles it unchanged:
+arguments are numpy arrays and scalars, results are ints, bodies use only loops,
+arithmetic and comparisons — no objects, containers, exceptions, or calls to other
+Python functions (an njit function can only call other compiled functions). `jit(rule)`
+compiles one; the simulator compiles the ones its policy needs, once, at start-up.
+
+Classes are the indices ``0..K-1``. Decisions are codes (module-level ints, mirrored by
+the IntEnums of `runtime.py` for the Python API):
+
+* a gate returns the class to admit, or ``NO_CLASS`` (−1) when no class waits;
+* a router returns a placement: start now on a free slot (``SOLO``, ``MIXED``, ``LOCAL``)
+  or wait in a buffer (``WAIT_SHARED``, ``WAIT_SOLO``, ``WAIT_MIXED``, ``WAIT_LOCAL``);
+* `buffer_for_slot` says which buffer's head takes a decode slot that has just freed.
+
+Ties are broken deterministically and documented per rule, so that two implementations
+driven by the same events make the same decisions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+NO_CLASS = -1
+
+# Placements of a finished prefill's decode (`route_*`), and the buffers it may wait in.
+SOLO = 0  # start now on a solo GPU (decode-only pool) with a free slot
+MIXED = 1  # start now on a mixed GPU (one prefill slot, ≤ B−1 decodes) with a free slot
+LOCAL = 2  # start now on the GPU that ran the prefill
+WAIT_SHARED = 3  # the one FCFS buffer of the solo-first router, served by both pools
+WAIT_SOLO = 4  # the solo pool's own FCFS buffer (SLI router)
+WAIT_MIXED = 5  # the mixed pool's own FCFS buffer (SLI router)
+WAIT_LOCAL = 6  # the prefilling GPU's own FCFS buffer (stay-on-GPU baselines)
+NO_BUFFER = -1
+
+# Router codes, for `buffer_for_slot`.
+ROUTER_SOLO_FIRST = 0
+ROUTER_SLI = 1
+ROUTER_STAY = 2
+
+
+def gate_deficit(
+    waiting: IntArray, running: IntArray, target_x: FloatArray, target_qp: FloatArray
+) -> int:
+    """Occupancy-deficit gate (bundled pricing): the waiting class furthest below target.
+
+    For each class with ``waiting[i] > 0`` the relative deficit is
+    ``ξ_i = (running[i] − target_x[i]) / target_x[i]`` with ``target_x = n·x*`` (DESIGN.md
+    §4 divides by ``x*`` rather than ``n·x*``: the same order, scaled by ``1/n``). The
+    smallest ``ξ`` wins; ties go to the largest prefill-queue excess
+    ``waiting[i] − target_qp[i]`` (``target_qp = n·q_p*``), then to the lowest index.
+    A class with ``target_x[i] == 0`` has ``ξ = +∞``: the plan gives it no prefill
+    capacity, so it is admitted only when no class with a positive target waits (the
+    gate stays work-conserving; among such classes the same tie-breaks apply).
+    """
+    best = NO_CLASS
+    best_xi = 0.0
+    best_excess = 0.0
+    for i in range(waiting.shape[0]):
+        if waiting[i] <= 0:
+            continue
+        t = target_x[i]
+        xi = (running[i] - t) / t if t > 0.0 else np.inf
+        excess = waiting[i] - target_qp[i]
+        if best == NO_CLASS or xi < best_xi or (xi == best_xi and excess > best_excess):
+            best = i
+            best_xi = xi
+            best_excess = excess
+    return best
+
+
+def gate_priority(waiting: IntArray, order: IntArray) -> int:
+    """Static-priority gate (separate pricing): the first waiting class in `order`.
+
+    `order` lists the class indices from highest priority (largest ``D_i/P_i``, the spec's
+    ``priority`` rank 1) to lowest; ranks are unique, so there are no ties.
+    """
+    for k in range(order.shape[0]):
+        i = order[k]
+        if waiting[i] > 0:
+            return int(i)
+    return NO_CLASS
+
+
+def gate_fcfs(waiting: IntArray, head_ticket: IntArray) -> int:
+    """First-come-first-served admission: the waiting class whose oldest request came first.
+
+    ``head_ticket[i]`` is the arrival sequence number of class i's oldest waiting request
+    (read only where ``waiting[i] > 0``). Tickets are unique, so ties cannot occur; equal
+    tickets would go to the lowest index.
+    """
+    best = NO_CLASS
+    best_ticket = 0
+    for i in range(waiting.shape[0]):
+        if waiting[i] > 0 and (best == NO_CLASS or head_ticket[i] < best_ticket):
+            best = i
+            best_ticket = head_ticket[i]
+    return best
+
+
+def route_solo_first(free_solo: int, free_mixed: int) -> int:
+    """Solo-first router: a free solo slot, else a free mixed slot, else the shared buffer."""
+    if free_solo > 0:
+        return SOLO
+    if free_mixed > 0:
+        return MIXED
+    return WAIT_SHARED
+
+
+def route_sli(p_solo: float, u: float, free_solo: int, free_mixed: int) -> int:
+    """SLI router: the solo pool with probability `p_solo`, each pool with its own buffer.
+
+    `u` is a uniform draw on ``[0, 1)`` from the caller's seeded generator; the solo pool
+    is chosen when ``u < p_solo`` (so ``p_solo = 1`` always and ``p_solo = 0`` never). The
+    pool is chosen first and kept: a decode sent to a full pool waits in that pool's
+    buffer even if the other pool has room, which keeps each class's split at ``p_s,i``.
+    """
+    if u < p_solo:
+        return SOLO if free_solo > 0 else WAIT_SOLO
+    return MIXED if free_mixed > 0 else WAIT_MIXED
+
+
+def route_stay(free_local: int) -> int:
+    """Stay-on-GPU router (baselines): decode where it was prefilled, or wait there."""
+    return LOCAL if free_local > 0 else WAIT_LOCAL
+
+
+def buffer_for_slot(router: int, pool: int) -> int:
+    """The buffer whose head (FCFS) takes a decode slot that freed in `pool`.
+
+    Solo-first: either pool serves the one shared buffer. SLI: each pool serves its own.
+    Stay-on-GPU: a GPU serves only its own buffer (`pool` is ``LOCAL``). A pool the
+    router never places into has no buffer (``NO_BUFFER``).
+    """
+    if router == ROUTER_SOLO_FIRST:
+        return WAIT_SHARED if SOLO <= pool <= MIXED else NO_BUFFER
+    if router == ROUTER_SLI:
+        if pool == SOLO:
+            return WAIT_SOLO
+        return WAIT_MIXED if pool == MIXED else NO_BUFFER
+    if router == ROUTER_STAY:
+        return WAIT_LOCAL if pool == LOCAL else NO_BUFFER
+    return NO_BUFFER
+
+
+RULES: tuple[Callable[..., int], ...] = (
+    gate_deficit,
+    gate_priority,
+    gate_fcfs,
+    route_solo_first,
+    route_sli,
+    route_stay,
+    buffer_for_slot,
+)
+"""Every rule, for consumers that compile them all (the tests and the benchmark do)."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def jit(rule: F) -> F:
+    """`rule` compiled by numba in nopython mode (imported here: numba is slow to import).
+
+    Compilation happens on the first call with each argument-type signature; the result
+    is not cached on disk (no I/O from this package), so compile once per process.
+    """
+    import numba
+
+    compiled: F = numba.njit(rule)
+    return compiled
