@@ -59,12 +59,13 @@ def test_deficit_returns_no_class_when_all_queues_are_empty() -> None:
 
 # -- static-priority and FCFS gates ---------------------------------------------------------
 
-def test_priority_admits_the_first_waiting_class_in_rank_order() -> None:
-    order = ints(2, 0, 1)  # class 2 has rank 1 (largest D/P)
-    assert r.gate_priority(ints(4, 4, 1), order) == 2
-    assert r.gate_priority(ints(4, 4, 0), order) == 0
-    assert r.gate_priority(ints(0, 4, 0), order) == 1
-    assert r.gate_priority(ints(0, 0, 0), order) == r.NO_CLASS
+def test_priority_admits_the_waiting_class_with_the_best_rank() -> None:
+    rank = ints(2, 3, 1)  # class 2 has rank 1 (largest D/P), then class 0, then class 1
+    assert r.gate_priority(ints(4, 4, 1), rank) == 2
+    assert r.gate_priority(ints(4, 4, 0), rank) == 0
+    assert r.gate_priority(ints(0, 4, 0), rank) == 1
+    assert r.gate_priority(ints(0, 0, 0), rank) == r.NO_CLASS
+    assert r.gate_priority(ints(1, 1), ints(1, 1)) == 0  # equal ranks: the lowest index
 
 
 def test_fcfs_admits_the_class_whose_head_arrived_first() -> None:
@@ -72,6 +73,8 @@ def test_fcfs_admits_the_class_whose_head_arrived_first() -> None:
     assert r.gate_fcfs(ints(1, 0, 2), ints(7, 1, 4)) == 2
     assert r.gate_fcfs(ints(1, 1, 2), ints(7, 1, 4)) == 1
     assert r.gate_fcfs(ints(0, 0, 0), ints(7, 1, 4)) == r.NO_CLASS
+    # arrival times work as well as tickets; equal heads go to the lowest index
+    assert r.gate_fcfs(ints(1, 1, 1), floats(2.5, 0.5, 0.5)) == 1
 
 
 # -- routers --------------------------------------------------------------------------------
@@ -117,8 +120,8 @@ def _random_calls(rule: Callable[..., int], rng: np.random.Generator) -> list[tu
         free = (int(rng.integers(0, 2)), int(rng.integers(0, 2)))
         calls.append({
             "gate_deficit": (waiting, running, target_x, target_qp),
-            "gate_priority": (waiting, rng.permutation(k).astype(np.int64)),
-            "gate_fcfs": (waiting, rng.permutation(k).astype(np.int64)),
+            "gate_priority": (waiting, rng.integers(1, 4, k).astype(np.int64)),
+            "gate_fcfs": (waiting, rng.integers(0, 3, k).astype(np.float64)),
             "route_solo_first": free,
             "route_sli": (float(rng.integers(0, 3)) / 2, float(rng.random()), *free),
             "route_stay": (free[0],),
@@ -133,3 +136,27 @@ def test_numba_compiles_each_rule_unchanged_and_agrees(rule: Callable[..., int])
     rng = np.random.default_rng(8)
     for args in _random_calls(rule, rng):
         assert compiled(*args) == rule(*args), (rule.__name__, args)
+
+
+def test_dispatchers_run_the_named_rule_in_python_and_compiled() -> None:
+    compiled = r.compile_rules()
+    rng = np.random.default_rng(9)
+    for _ in range(200):
+        k = int(rng.integers(0, 5))
+        state = (rng.integers(0, 3, k).astype(np.int64), rng.integers(0, 4, k).astype(np.int64),
+                 rng.integers(0, 3, k).astype(np.float64), rng.integers(0, 2, k) * 0.5)
+        rank, head = rng.integers(1, 4, k), rng.random(k)
+        expected = {r.GATE_DEFICIT: r.gate_deficit(*state),
+                    r.GATE_PRIORITY: r.gate_priority(state[0], rank),
+                    r.GATE_FCFS: r.gate_fcfs(state[0], head)}
+        for rule, want in expected.items():
+            assert r.gate(rule, *state, rank, head) == want
+            assert compiled.gate(rule, *state, rank, head) == want
+        p, u = float(rng.integers(0, 3)) / 2, float(rng.random())
+        free = tuple(int(v) for v in rng.integers(0, 2, 3))
+        routes = {r.ROUTER_SLI: r.route_sli(p, u, free[0], free[1]),
+                  r.ROUTER_SOLO_FIRST: r.route_solo_first(free[0], free[1]),
+                  r.ROUTER_STAY: r.route_stay(free[2])}
+        for rule, want in routes.items():
+            assert r.route(rule, p, u, *free) == want
+            assert compiled.route(rule, p, u, *free) == want

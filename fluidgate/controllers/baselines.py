@@ -46,11 +46,11 @@ class PolicyName(StrEnum):
 
 
 class GateKind(IntEnum):
-    """Admission rules (`rules.gate_*`)."""
+    """Admission rules (`rules.gate_*`); values are the `rules.GATE_*` codes."""
 
-    DEFICIT = 0
-    PRIORITY = 1
-    FCFS = 2
+    DEFICIT = rules.GATE_DEFICIT
+    PRIORITY = rules.GATE_PRIORITY
+    FCFS = rules.GATE_FCFS
 
 
 class RouterKind(IntEnum):

@@ -7,7 +7,10 @@ and a simulated one come from the same rule. To make that possible at simulator 
 arguments are numpy arrays and scalars, results are ints, bodies use only loops,
 arithmetic and comparisons — no objects, containers, exceptions, or calls to other
 Python functions (an njit function can only call other compiled functions). `jit(rule)`
-compiles one; the simulator compiles the ones its policy needs, once, at start-up.
+compiles one; `compile_rules()` compiles them all, with `gate(rule, ...)` and
+`route(rule, ...)` — dispatchers on a rule code, defined once by `make_gate` and
+`make_router` over either the Python or the compiled rules — for an event loop that
+takes the policy as data. Compile once per process, at start-up.
 
 Classes are the indices ``0..K-1``. Decisions are codes (module-level ints, mirrored by
 the IntEnums of `runtime.py` for the Python API):
@@ -24,7 +27,7 @@ driven by the same events make the same decisions.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -44,7 +47,12 @@ WAIT_MIXED = 5  # the mixed pool's own FCFS buffer (SLI router)
 WAIT_LOCAL = 6  # the prefilling GPU's own FCFS buffer (stay-on-GPU baselines)
 NO_BUFFER = -1
 
-# Router codes, for `buffer_for_slot`.
+# Gate codes, for `gate`.
+GATE_DEFICIT = 0
+GATE_PRIORITY = 1
+GATE_FCFS = 2
+
+# Router codes, for `route` and `buffer_for_slot`.
 ROUTER_SOLO_FIRST = 0
 ROUTER_SLI = 1
 ROUTER_STAY = 2
@@ -80,32 +88,29 @@ def gate_deficit(
     return best
 
 
-def gate_priority(waiting: IntArray, order: IntArray) -> int:
-    """Static-priority gate (separate pricing): the first waiting class in `order`.
+def gate_priority(waiting: IntArray, rank: npt.NDArray[Any]) -> int:
+    """Static-priority gate (separate pricing): the waiting class with the smallest rank.
 
-    `order` lists the class indices from highest priority (largest ``D_i/P_i``, the spec's
-    ``priority`` rank 1) to lowest; ranks are unique, so there are no ties.
-    """
-    for k in range(order.shape[0]):
-        i = order[k]
-        if waiting[i] > 0:
-            return int(i)
-    return NO_CLASS
-
-
-def gate_fcfs(waiting: IntArray, head_ticket: IntArray) -> int:
-    """First-come-first-served admission: the waiting class whose oldest request came first.
-
-    ``head_ticket[i]`` is the arrival sequence number of class i's oldest waiting request
-    (read only where ``waiting[i] > 0``). Tickets are unique, so ties cannot occur; equal
-    tickets would go to the lowest index.
+    ``rank[i]`` is the spec's ``priority`` (1 = largest ``D_i/P_i``, admitted first). Spec
+    ranks are unique; equal ranks would go to the lowest index.
     """
     best = NO_CLASS
-    best_ticket = 0
     for i in range(waiting.shape[0]):
-        if waiting[i] > 0 and (best == NO_CLASS or head_ticket[i] < best_ticket):
+        if waiting[i] > 0 and (best == NO_CLASS or rank[i] < rank[best]):
             best = i
-            best_ticket = head_ticket[i]
+    return best
+
+
+def gate_fcfs(waiting: IntArray, head: npt.NDArray[Any]) -> int:
+    """First-come-first-served admission: the waiting class whose oldest request came first.
+
+    ``head[i]`` orders class i's oldest waiting request (an arrival ticket or time; read
+    only where ``waiting[i] > 0``). Equal heads go to the lowest index.
+    """
+    best = NO_CLASS
+    for i in range(waiting.shape[0]):
+        if waiting[i] > 0 and (best == NO_CLASS or head[i] < head[best]):
+            best = i
     return best
 
 
@@ -154,6 +159,44 @@ def buffer_for_slot(router: int, pool: int) -> int:
     return NO_BUFFER
 
 
+def make_gate(deficit: Callable[..., int], priority: Callable[..., int],
+              fcfs: Callable[..., int]) -> Callable[..., int]:
+    """One gate taking the rule as a code, built from the three gates (Python or compiled).
+
+    The dispatcher is defined once here: `gate` below is it over the Python rules, and
+    `compile_rules` builds it over the compiled ones (numba resolves the captured compiled
+    functions at compile time).
+    """
+
+    def gate(rule: int, waiting: IntArray, running: IntArray, target_x: FloatArray,
+             target_qp: FloatArray, rank: npt.NDArray[Any], head: npt.NDArray[Any]) -> int:
+        if rule == GATE_DEFICIT:
+            return deficit(waiting, running, target_x, target_qp)
+        if rule == GATE_PRIORITY:
+            return priority(waiting, rank)
+        return fcfs(waiting, head)
+
+    return gate
+
+
+def make_router(solo_first: Callable[..., int], sli: Callable[..., int],
+                stay: Callable[..., int]) -> Callable[..., int]:
+    """One router taking the rule as a code (see `make_gate`); `u` is read by SLI only."""
+
+    def route(rule: int, p_solo: float, u: float, free_solo: int, free_mixed: int,
+              free_local: int) -> int:
+        if rule == ROUTER_SLI:
+            return sli(p_solo, u, free_solo, free_mixed)
+        if rule == ROUTER_SOLO_FIRST:
+            return solo_first(free_solo, free_mixed)
+        return stay(free_local)
+
+    return route
+
+
+gate = make_gate(gate_deficit, gate_priority, gate_fcfs)
+route = make_router(route_solo_first, route_sli, route_stay)
+
 RULES: tuple[Callable[..., int], ...] = (
     gate_deficit,
     gate_priority,
@@ -163,7 +206,7 @@ RULES: tuple[Callable[..., int], ...] = (
     route_stay,
     buffer_for_slot,
 )
-"""Every rule, for consumers that compile them all (the tests and the benchmark do)."""
+"""Every leaf rule, for consumers that compile them all (the tests and the benchmark do)."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -178,3 +221,27 @@ def jit(rule: F) -> F:
 
     compiled: F = numba.njit(rule)
     return compiled
+
+
+class CompiledRules(NamedTuple):
+    """Every rule compiled, plus the two dispatchers over the compiled rules."""
+
+    gate_deficit: Callable[..., int]
+    gate_priority: Callable[..., int]
+    gate_fcfs: Callable[..., int]
+    route_solo_first: Callable[..., int]
+    route_sli: Callable[..., int]
+    route_stay: Callable[..., int]
+    buffer_for_slot: Callable[..., int]
+    gate: Callable[..., int]
+    route: Callable[..., int]
+
+
+def compile_rules() -> CompiledRules:
+    """All rules through `jit`; a compiled event loop may call any of them."""
+    deficit, priority, fcfs, solo_first, sli, stay, buffers = (jit(rule) for rule in RULES)
+    return CompiledRules(
+        gate_deficit=deficit, gate_priority=priority, gate_fcfs=fcfs,
+        route_solo_first=solo_first, route_sli=sli, route_stay=stay, buffer_for_slot=buffers,
+        gate=jit(make_gate(deficit, priority, fcfs)),
+        route=jit(make_router(solo_first, sli, stay)))

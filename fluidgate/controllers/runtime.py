@@ -139,8 +139,7 @@ class Controller:
         self._target_x = np.array([c.targets.prefill for c in spec.classes], dtype=np.float64)
         self._target_qp = np.array([c.targets.prefill_queue for c in spec.classes],
                                    dtype=np.float64)
-        self._order = np.array(sorted(range(k), key=lambda i: spec.classes[i].priority),
-                               dtype=np.int64)
+        self._rank = np.array([c.priority for c in spec.classes], dtype=np.int64)
         self._p_solo = tuple(c.p_solo for c in spec.classes)
         self._waiting = np.zeros(k, dtype=np.int64)
         self._running = np.zeros(k, dtype=np.int64)
@@ -169,14 +168,14 @@ class Controller:
     # -- decisions -----------------------------------------------------------------------
 
     def _make_gate(self, compiled: bool) -> Callable[[], int]:
-        w, r, tx, tq, order, head = (self._waiting, self._running, self._target_x,
-                                     self._target_qp, self._order, self._head)
+        w, r, tx, tq, rank, head = (self._waiting, self._running, self._target_x,
+                                    self._target_qp, self._rank, self._head)
         if self.plan.gate is GateKind.DEFICIT:
             deficit = rules.jit(rules.gate_deficit) if compiled else rules.gate_deficit
             return lambda: deficit(w, r, tx, tq)
         if self.plan.gate is GateKind.PRIORITY:
             priority = rules.jit(rules.gate_priority) if compiled else rules.gate_priority
-            return lambda: priority(w, order)
+            return lambda: priority(w, rank)
         fcfs = rules.jit(rules.gate_fcfs) if compiled else rules.gate_fcfs
         return lambda: fcfs(w, head)
 
