@@ -34,7 +34,10 @@ class Instance:
     tpot_max: float | None = None  # cluster tpot bound
     spread_prefill_max: float | None = None
     abandonment_max: float | None = None  # every class
+    # more rows `Σ coef·var ≤ rhs` over variables named like "q_p:0" (variable:class); `soft`
+    # rows also carry a penalty per unit of violation, subtracted from the objective
     extra: list[tuple[dict[str, float], float]] = field(default_factory=list)
+    soft: list[tuple[dict[str, float], float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -74,7 +77,8 @@ def _solve(inst: Instance) -> tuple[Result, np.ndarray]:
     K = len(inst.classes)
     gamma = 1 / inst.tau_solo
     # columns: x, ym, ys, qp, qd (K each), then hi, lo
-    nv = 5 * K + 2
+    n_soft = len(inst.soft)
+    nv = 5 * K + 2 + n_soft
     X, YM, YS, QP, QD = (slice(k * K, (k + 1) * K) for k in range(5))
     HI, LO = 5 * K, 5 * K + 1
     mu_p = np.array([inst.C / (c.prompt * inst.tau) for c in inst.classes])
@@ -123,7 +127,22 @@ def _solve(inst: Instance) -> tuple[Result, np.ndarray]:
             ratio = th[i] / lam[i]
             add(A_ub, b_ub, [(QP.start + i, ratio), (QD.start + i, ratio)],
                 inst.abandonment_max)
-    bounds = [(0, None)] * (5 * K) + [(None, None), (None, None)]
+    blocks = {"x": X, "y_m": YM, "y_s": YS, "q_p": QP, "q_d": QD}
+
+    def named(terms: dict[str, float]) -> list[tuple[object, object]]:
+        out: list[tuple[object, object]] = []
+        for name, coef in terms.items():
+            var, i = name.split(":")
+            out.append((blocks[var].start + int(i), coef))
+        return out
+
+    for terms, rhs in inst.extra:
+        add(A_ub, b_ub, named(terms), rhs)
+    for k, (terms, rhs, penalty) in enumerate(inst.soft):
+        v = 5 * K + 2 + k
+        add(A_ub, b_ub, [*named(terms), (v, -1.0)], rhs)
+        cost[v] = -penalty
+    bounds = [(0, None)] * (5 * K) + [(None, None), (None, None)] + [(0, None)] * n_soft
     res = linprog(-cost, A_ub=np.array(A_ub), b_ub=np.array(b_ub), A_eq=np.array(A_eq),
                   b_eq=np.array(b_eq), bounds=bounds, method="highs")
     if res.status == 2:
