@@ -26,14 +26,19 @@ driven by the same events make the same decisions.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
+# Compiled, the rules take 1-d numpy arrays. Called from plain Python they also take lists,
+# which the runtime uses there because indexing a list is several times faster than
+# indexing an array from the interpreter.
+IntArray = npt.NDArray[np.int64] | list[int]
+FloatArray = npt.NDArray[np.float64] | list[float]
+OrderArray = npt.NDArray[Any] | list[int] | list[float]
 
 NO_CLASS = -1
 
@@ -75,7 +80,7 @@ def gate_deficit(
     best = NO_CLASS
     best_xi = 0.0
     best_excess = 0.0
-    for i in range(waiting.shape[0]):
+    for i in range(len(waiting)):
         if waiting[i] <= 0:
             continue
         t = target_x[i]
@@ -88,27 +93,27 @@ def gate_deficit(
     return best
 
 
-def gate_priority(waiting: IntArray, rank: npt.NDArray[Any]) -> int:
+def gate_priority(waiting: IntArray, rank: OrderArray) -> int:
     """Static-priority gate (separate pricing): the waiting class with the smallest rank.
 
     ``rank[i]`` is the spec's ``priority`` (1 = largest ``D_i/P_i``, admitted first). Spec
     ranks are unique; equal ranks would go to the lowest index.
     """
     best = NO_CLASS
-    for i in range(waiting.shape[0]):
+    for i in range(len(waiting)):
         if waiting[i] > 0 and (best == NO_CLASS or rank[i] < rank[best]):
             best = i
     return best
 
 
-def gate_fcfs(waiting: IntArray, head: npt.NDArray[Any]) -> int:
+def gate_fcfs(waiting: IntArray, head: OrderArray) -> int:
     """First-come-first-served admission: the waiting class whose oldest request came first.
 
     ``head[i]`` orders class i's oldest waiting request (an arrival ticket or time; read
     only where ``waiting[i] > 0``). Equal heads go to the lowest index.
     """
     best = NO_CLASS
-    for i in range(waiting.shape[0]):
+    for i in range(len(waiting)):
         if waiting[i] > 0 and (best == NO_CLASS or head[i] < head[best]):
             best = i
     return best
@@ -169,7 +174,7 @@ def make_gate(deficit: Callable[..., int], priority: Callable[..., int],
     """
 
     def gate(rule: int, waiting: IntArray, running: IntArray, target_x: FloatArray,
-             target_qp: FloatArray, rank: npt.NDArray[Any], head: npt.NDArray[Any]) -> int:
+             target_qp: FloatArray, rank: OrderArray, head: OrderArray) -> int:
         if rule == GATE_DEFICIT:
             return deficit(waiting, running, target_x, target_qp)
         if rule == GATE_PRIORITY:
@@ -237,8 +242,13 @@ class CompiledRules(NamedTuple):
     route: Callable[..., int]
 
 
+@functools.cache
 def compile_rules() -> CompiledRules:
-    """All rules through `jit`; a compiled event loop may call any of them."""
+    """All rules through `jit`, once per process (compiling costs about a second).
+
+    Memoised because every compiled caller should share one set: a `Controller` built with
+    ``compiled=True`` and a simulator's event loop then reuse the same machine code.
+    """
     deficit, priority, fcfs, solo_first, sli, stay, buffers = (jit(rule) for rule in RULES)
     return CompiledRules(
         gate_deficit=deficit, gate_priority=priority, gate_fcfs=fcfs,

@@ -128,22 +128,24 @@ class Controller:
 
     def __init__(self, spec: ControllerSpec, plan: PolicyPlan,
                  rng: np.random.Generator | None = None, compiled: bool = False) -> None:
-        if plan.router is RouterKind.SLI and rng is None:
-            raise ControllerError("the SLI router draws random numbers: pass a seeded "
-                                  "numpy Generator (rng=numpy.random.default_rng(seed))")
         k = len(spec.classes)
         self.spec = spec
         self.plan = plan
         self._rng = rng
         self._names = tuple(c.name for c in spec.classes)
-        self._target_x = np.array([c.targets.prefill for c in spec.classes], dtype=np.float64)
-        self._target_qp = np.array([c.targets.prefill_queue for c in spec.classes],
-                                   dtype=np.float64)
-        self._rank = np.array([c.priority for c in spec.classes], dtype=np.int64)
+        # The rules' state: numpy arrays for the compiled rules, lists for the Python ones
+        # (the interpreter indexes a list several times faster than an array).
+        floats: Callable[[list[float]], rules.FloatArray] = (
+            (lambda v: np.array(v, dtype=np.float64)) if compiled else list)
+        ints: Callable[[list[int]], rules.IntArray] = (
+            (lambda v: np.array(v, dtype=np.int64)) if compiled else list)
+        self._target_x = floats([c.targets.prefill for c in spec.classes])
+        self._target_qp = floats([c.targets.prefill_queue for c in spec.classes])
+        self._rank = ints([c.priority for c in spec.classes])
         self._p_solo = tuple(c.p_solo for c in spec.classes)
-        self._waiting = np.zeros(k, dtype=np.int64)
-        self._running = np.zeros(k, dtype=np.int64)
-        self._head = np.zeros(k, dtype=np.int64)  # oldest live ticket per class queue
+        self._waiting = ints([0] * k)
+        self._running = ints([0] * k)
+        self._head = ints([0] * k)  # oldest live ticket per class queue
         self._queues: list[deque[int]] = [deque() for _ in range(k)]
         self._buffers: dict[int, deque[int]] = {c: deque() for c in (
             rules.WAIT_SHARED, rules.WAIT_SOLO, rules.WAIT_MIXED)}
@@ -170,25 +172,28 @@ class Controller:
     def _make_gate(self, compiled: bool) -> Callable[[], int]:
         w, r, tx, tq, rank, head = (self._waiting, self._running, self._target_x,
                                     self._target_qp, self._rank, self._head)
+        use = rules.compile_rules() if compiled else rules
         if self.plan.gate is GateKind.DEFICIT:
-            deficit = rules.jit(rules.gate_deficit) if compiled else rules.gate_deficit
+            deficit = use.gate_deficit
             return lambda: deficit(w, r, tx, tq)
         if self.plan.gate is GateKind.PRIORITY:
-            priority = rules.jit(rules.gate_priority) if compiled else rules.gate_priority
+            priority = use.gate_priority
             return lambda: priority(w, rank)
-        fcfs = rules.jit(rules.gate_fcfs) if compiled else rules.gate_fcfs
+        fcfs = use.gate_fcfs
         return lambda: fcfs(w, head)
 
     def _make_router(self, compiled: bool) -> Callable[[int, int, int, int], int]:
+        use = rules.compile_rules() if compiled else rules
         if self.plan.router is RouterKind.SLI:
-            sli = rules.jit(rules.route_sli) if compiled else rules.route_sli
-            rng, p = self._rng, self._p_solo
-            assert rng is not None  # checked in __init__
+            sli, rng, p = use.route_sli, self._rng, self._p_solo
+            if rng is None:
+                raise ControllerError("the SLI router draws random numbers: pass a seeded "
+                                      "numpy Generator (rng=numpy.random.default_rng(seed))")
             return lambda c, fs, fm, fl: sli(p[c], rng.random(), fs, fm)
         if self.plan.router is RouterKind.SOLO_FIRST:
-            solo_first = rules.jit(rules.route_solo_first) if compiled else rules.route_solo_first
+            solo_first = use.route_solo_first
             return lambda c, fs, fm, fl: solo_first(fs, fm)
-        stay = rules.jit(rules.route_stay) if compiled else rules.route_stay
+        stay = use.route_stay
         return lambda c, fs, fm, fl: stay(fl)
 
     # -- events --------------------------------------------------------------------------
