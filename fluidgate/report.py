@@ -1,14 +1,27 @@
-"""The terminal report: what the optimum means to the operator who has to run it."""
+"""The terminal report: what the optimum means to the operator who has to run it.
+
+Tables are laid out by `tablefit` so nothing is cut at any width. A policy with many classes
+gets its busiest classes and a one-line total of the rest (the JSON document has every class):
+drawing twenty thousand rows took two thirds of a large solve and no one reads them on a
+terminal, so the report's cost follows the rows shown, not the policy's size.
+"""
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Sequence
+
 from rich.console import Console, Group
-from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from fluidgate.solution import Solution
+from fluidgate.solution import ClassSolution, SloOutcome, Solution
+from fluidgate.tablefit import Column, Sheet, fit
+from fluidgate.wording import plural
+
+#: Rows per table (classes, service levels, warnings) unless the operator asks for all.
+SHOWN_ROWS = 25
 
 
 def _ms(v: float | None) -> str:
@@ -24,12 +37,22 @@ def _fmt(v: float | None, digits: int = 4) -> str:
     return "—" if v is None else f"{_clean(v):,.{digits}g}"
 
 
+def _pct(v: float) -> str:
+    return f"{_clean(v) * 100:.2f}%"
+
+
 def _objective_unit(sol: Solution) -> str:
     obj = sol.policy.objective.value
     return {"revenue": "money/s", "throughput": "tokens/s", "served": "requests/s"}[obj]
 
 
-def render_solution(sol: Solution, console: Console) -> None:
+def _scaled(v: float | None, scale: float, unit: str) -> str:
+    if v is None:
+        return "—"
+    return f"{_clean(v) / scale:,.4g} {unit}".rstrip()
+
+
+def _header(sol: Solution) -> Panel:
     pol = sol.policy
     c = pol.cluster
     head = Text.assemble(
@@ -38,69 +61,132 @@ def render_solution(sol: Solution, console: Console) -> None:
         f"  ·  {sum(sol.timings.values()) * 1e3:.0f} ms",
     )
     if not sol.optimal or sol.objective is None or sol.plan is None:
-        console.print(Panel(head, title="fluidgate solve"))
-        return
+        return Panel(head, title="fluidgate solve")
     unit = _objective_unit(sol)
     summary = Table.grid(padding=(0, 2))
-    summary.add_row(f"R* ({pol.objective.value}) per GPU", f"{sol.objective:,.7g} {unit}")
-    summary.add_row("R* for the cluster", f"{sol.objective * c.gpus:,.6g} {unit}  "
-                    f"({sol.objective * c.gpus * 3600:,.6g} per hour)")
+    summary.add_column(no_wrap=True)
+    summary.add_column()
+    rows = [
+        (f"R* ({pol.objective.value}) per GPU", f"{sol.objective:,.7g} {unit}"),
+        ("R* for the cluster", f"{sol.objective * c.gpus:,.6g} {unit}  "
+                               f"({sol.objective * c.gpus * 3600:,.6g} per hour)"),
+    ]
     if sol.penalty > 0:
-        summary.add_row("soft-SLO penalties", f"{sol.penalty:,.7g} {unit} per GPU (subtracted)")
+        rows.append(("soft-SLO penalties", f"{sol.penalty:,.7g} {unit} per GPU (subtracted)"))
     if pol.objective.value != "revenue" and sol.revenue_rate is not None:
-        summary.add_row("revenue", f"{sol.revenue_rate:,.7g} money/s per GPU")
+        rows.append(("revenue", f"{sol.revenue_rate:,.7g} money/s per GPU"))
     p = sol.plan
-    summary.add_row("cluster plan", f"{p.mixed_gpus} mixed + {p.solo_gpus} solo of {p.gpus} "
-                    f"GPUs (Σx = {p.mixed_share:.4f}; B = {c.max_batch}, C = {c.chunk:g})")
-    summary.add_row("iteration", f"τ_mix = {c.tau * 1e3:.2f} ms, τ_solo = "
-                    f"{c.iteration.tau_solo * 1e3:.2f} ms (γ = {c.gamma:.2f}/s)"
-                    f"  from {escape(c.iteration.source)}")
-    console.print(Panel(Group(head, Text(""), summary), title="fluidgate solve"))
+    rows.append(("cluster plan", f"{p.mixed_gpus:,} mixed + {p.solo_gpus:,} solo of "
+                                 f"{plural(p.gpus, 'GPU')} (Σx = {p.mixed_share:.4f}; "
+                                 f"B = {c.max_batch}, C = {c.chunk:g})"))
+    rows.append(("iteration", f"τ_mix = {c.tau * 1e3:.2f} ms, τ_solo = "
+                              f"{c.iteration.tau_solo * 1e3:.2f} ms (γ = {c.gamma:.2f}/s)  "
+                              f"from {c.iteration.source}"))
+    for label, value in rows:
+        summary.add_row(Text(label), Text(value))
+    return Panel(Group(head, Text(""), summary), title="fluidgate solve")
 
-    n = c.gpus
-    t = Table(title="What the plan does, per class (cluster-wide)", title_justify="left")
-    for col in ("class", "arrive/s", "admit/s", "serve/s", "abandon", "TTFT", "TPOT"):
-        t.add_column(col, justify="left" if col == "class" else "right",
-                     overflow="fold" if col == "class" else "ellipsis")
-    for cs in sol.classes:
-        t.add_row(cs.name, _fmt(cs.arrivals), _fmt(cs.admitted), _fmt(cs.served),
-                  f"{_clean(cs.abandonment) * 100:.2f}%", _ms(cs.ttft), _ms(cs.tpot))
-    console.print(t)
-    t = Table(title="Where it runs (GPUs and requests, cluster-wide)", title_justify="left")
-    for col in ("class", "prefilling", "decode mixed", "decode solo", "wait prefill",
-                "wait decode", "to solo"):
-        t.add_column(col, justify="left" if col == "class" else "right",
-                     overflow="fold" if col == "class" else "ellipsis")
-    for cs in sol.classes:
+
+def shown_classes(sol: Solution, all_classes: bool) -> Sequence[ClassSolution]:
+    """Every class, or the busiest SHOWN_ROWS in policy order (a partial sort: O(K log n))."""
+    if all_classes or len(sol.classes) <= SHOWN_ROWS:
+        return sol.classes
+    top = heapq.nlargest(SHOWN_ROWS, range(len(sol.classes)),
+                         key=lambda i: sol.classes[i].arrivals)
+    return [sol.classes[i] for i in sorted(top)]
+
+
+def _rest_of_classes(sol: Solution, shown: Sequence[ClassSolution]) -> Text | None:
+    hidden = len(sol.classes) - len(shown)
+    if hidden <= 0:
+        return None
+    arrivals = sum(cs.arrivals for cs in sol.classes) - sum(cs.arrivals for cs in shown)
+    served = sum(cs.served for cs in sol.classes) - sum(cs.served for cs in shown)
+    lost = 1 - served / arrivals if arrivals > 0 else 0.0
+    return Text(f"and {plural(hidden, 'more class')} ({_fmt(arrivals)} arrive/s, "
+                f"{_fmt(served)} served/s, {_pct(max(lost, 0.0))} not served); the "
+                f"{plural(len(shown), 'class')} shown have the most traffic. Every class: "
+                "--all-classes, or --json")
+
+
+def _class_sheets(sol: Solution, shown: Sequence[ClassSolution]) -> list[Sheet]:
+    n = sol.policy.cluster.gpus
+    key = [Column("class", left=True)]
+    what = Sheet("What the plan does, per class (cluster-wide)", key, [
+        Column(h) for h in ("arrive/s", "admit/s", "serve/s", "abandon", "TTFT", "TPOT")])
+    where = Sheet("Where it runs (GPUs and requests, cluster-wide)", key, [
+        Column(h) for h in ("prefilling", "decode mixed", "decode solo", "wait prefill",
+                            "wait decode", "to solo")])
+    for cs in shown:
+        what.rows.append(([cs.name], [
+            _fmt(cs.arrivals), _fmt(cs.admitted), _fmt(cs.served), _pct(cs.abandonment),
+            _ms(cs.ttft), _ms(cs.tpot)]))
         to_solo = "—" if cs.p_solo is None else f"{cs.p_solo * 100:.1f}%"
-        t.add_row(cs.name, _fmt(n * cs.x), _fmt(n * cs.y_m), _fmt(n * cs.y_s),
-                  _fmt(n * cs.q_p), _fmt(n * cs.q_d), to_solo)
-    console.print(t)
-    if sol.slos:
-        s = Table(title="Service levels (shadow price: what one unit of looser bound is "
-                  "worth to the cluster per hour)", title_justify="left")
-        for col in ("line", "constraint", "achieved", "bound", "binds", "shadow price"):
-            s.add_column(col, justify="left" if col == "constraint" else "right")
-        for o in sol.slos:
-            scale = o.unit_scale
-            shadow = "—"
-            if o.shadow_price is not None:
-                per_hour = o.shadow_price * n * 3600 * scale
-                tiny = abs(o.shadow_price) < 1e-7 * max(1.0, abs(sol.objective))
-                shadow = "0" if tiny else f"{per_hour:,.4g} per {o.unit or 'unit'}"
-            s.add_row(
-                str(o.line or ""), escape(o.label),
-                _scaled(o.value, scale, o.unit), _scaled(o.bound, scale, o.unit),
-                "yes" if o.binding else "",
-                shadow + (f"; violated by {_scaled(o.violation, scale, o.unit)}"
-                          if o.violation else ""),
-            )
-        console.print(s)
-    for w in sol.warnings:
-        console.print(f"[yellow]warning:[/yellow] {escape(w)}")
+        where.rows.append(([cs.name], [
+            _fmt(n * cs.x), _fmt(n * cs.y_m), _fmt(n * cs.y_s), _fmt(n * cs.q_p),
+            _fmt(n * cs.q_d), to_solo]))
+    return [what, where]
 
 
-def _scaled(v: float | None, scale: float, unit: str) -> str:
-    if v is None:
+def _shadow(sol: Solution, o: SloOutcome) -> str:
+    if o.shadow_price is None:
         return "—"
-    return f"{_clean(v) / scale:,.4g} {unit}"
+    per_hour = o.shadow_price * sol.policy.cluster.gpus * 3600 * o.unit_scale
+    tiny = abs(o.shadow_price) < 1e-7 * max(1.0, abs(sol.objective or 0.0))
+    return "0" if tiny else f"{per_hour:,.4g} per {o.unit or 'unit'}"
+
+
+def _slo_sheet(sol: Solution, all_rows: bool) -> tuple[Sheet, int, int]:
+    """The service-level rows; when there are many, the binding and violated ones first."""
+    outcomes: Sequence[SloOutcome] = sol.slos
+    hidden = hidden_binding = 0
+    if not all_rows and len(outcomes) > SHOWN_ROWS:
+        order = sorted(range(len(outcomes)),
+                       key=lambda i: (not (outcomes[i].binding or outcomes[i].violation), i))
+        outcomes = [outcomes[i] for i in sorted(order[:SHOWN_ROWS])]
+        hidden = len(sol.slos) - SHOWN_ROWS
+        hidden_binding = sum(1 for i in order[SHOWN_ROWS:]
+                             if sol.slos[i].binding or sol.slos[i].violation)
+    violations = any(o.violation for o in outcomes)
+    sheet = Sheet("Service levels", [Column("line"), Column("constraint", left=True)], [
+        Column(h) for h in ("achieved", "bound", "binds", "shadow price")
+        + (("violation",) if violations else ())])
+    for o in outcomes:
+        s = o.unit_scale
+        cells = [_scaled(o.value, s, o.unit), _scaled(o.bound, s, o.unit),
+                 "yes" if o.binding else "", _shadow(sol, o)]
+        if violations:
+            cells.append(_scaled(o.violation, s, o.unit) if o.violation else "")
+        sheet.rows.append(([str(o.line or ""), o.label], cells))
+    return sheet, hidden, hidden_binding
+
+
+def render_solution(sol: Solution, console: Console, all_classes: bool = False) -> None:
+    console.print(_header(sol))
+    if not sol.optimal or sol.objective is None or sol.plan is None:
+        return
+    width = console.width
+    shown = shown_classes(sol, all_classes)
+    for sheet in _class_sheets(sol, shown):
+        for part in fit(sheet, width):
+            console.print(part)
+    rest = _rest_of_classes(sol, shown)
+    if rest is not None:
+        console.print(rest)
+    if sol.slos:
+        sheet, hidden, hidden_binding = _slo_sheet(sol, all_classes)
+        for part in fit(sheet, width):
+            console.print(part)
+        console.print(Text("shadow price: what one unit of looser bound is worth to the "
+                           "cluster per hour"))
+        if hidden:
+            console.print(Text(f"and {plural(hidden, 'more service-level row')} "
+                               f"({hidden_binding:,} of them binding or violated; the binding "
+                               "and violated rows come first). Every row: --all-classes, or "
+                               "--json"))
+    warnings = sol.warnings if all_classes else sol.warnings[:SHOWN_ROWS]
+    for w in warnings:
+        console.print(Text.assemble(("warning:", "yellow"), f" {w}"))
+    if len(sol.warnings) > len(warnings):
+        console.print(Text(f"and {plural(len(sol.warnings) - len(warnings), 'more warning')} "
+                           "(every one: --all-classes, or the JSON document's warnings)"))
