@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -18,6 +19,7 @@ from rich.console import Console
 from fluidgate import __version__
 from fluidgate.diagnostics import Diagnostic, PolicyError
 from fluidgate.textsafe import safe_text
+from fluidgate.wording import plural
 
 if TYPE_CHECKING:  # the CLI imports stages lazily; these are for annotations only
     from fluidgate.conflict import Conflict
@@ -72,8 +74,8 @@ def _root(
     """fluidgate: optimal admission and routing for LLM serving fleets."""
 
 
-PolicyArg = Annotated[Path, typer.Argument(help="A policy file in the SLI language (.sli).",
-                                           show_default=False, metavar="POLICY")]
+# Described in each command's help text: an argument's help line would show a Python type.
+PolicyArg = Annotated[Path, typer.Argument(hidden=True, show_default=False, metavar="POLICY")]
 
 
 def _load(path: Path) -> tuple[Policy, list[Diagnostic]]:
@@ -86,15 +88,43 @@ def _load(path: Path) -> tuple[Policy, list[Diagnostic]]:
     return checked.policy, checked.warnings
 
 
-@app.command()
-def check(
-    policies: Annotated[list[Path], typer.Argument(help="One or more policy files.",
-                                                   show_default=False, metavar="POLICY")],
-) -> None:
-    """Parse and check policies: syntax, names, units, and that every SLO is linear.
+class SolverName(StrEnum):
+    """The LP backends (`fluidgate.solvers.registry.SOLVER_NAMES`)."""
 
-    Prints every problem found as file:line:col with the source line; exit 0 if all
-    files are valid, 2 otherwise.
+    HIGHS = "highs"
+    GUROBI = "gurobi"
+
+
+class Method(StrEnum):
+    """HiGHS's algorithm: its own choice, the simplex method, or interior point."""
+
+    AUTO = "auto"
+    SIMPLEX = "simplex"
+    IPM = "ipm"
+
+
+def _exit_codes(*lines: str) -> str:
+    """The epilog every command ends its help with, so a script writer sees every status."""
+    return "\b\nExit status:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+_EXIT_OK = "0  success"
+_EXIT_BUG = "1  a bug in fluidgate (FLUIDGATE_DEBUG=1 shows the traceback)"
+_EXIT_INPUT = "2  the input is wrong: the policy, a file or an option"
+
+
+@app.command(short_help="Parse and check policies, without solving them.",
+             epilog=_exit_codes(_EXIT_OK + " (every file is valid)", _EXIT_BUG,
+                                "2  a file is missing or has an error (each one is reported)"))
+def check(
+    policies: Annotated[list[Path], typer.Argument(hidden=True, show_default=False,
+                                                   metavar="POLICY")],
+) -> None:
+    """Parse and check policy files (POLICY...): syntax, names, units, and that every SLO
+    is linear.
+
+    Prints every problem found as file:line:col with the source line, and for each
+    valid file "FILE: ok" with its number of classes and SLO constraints.
     """
     from fluidgate.formulations.slo_compile import compile_all
     from fluidgate.sli_dsl.loader import load_policy
@@ -102,7 +132,7 @@ def check(
 
     parser = PolicyParser()
     failed = False
-    out = Console(highlight=False)
+    out = Console(highlight=False, soft_wrap=True)  # piped output is never re-wrapped
     for path in policies:
         try:
             checked = load_policy(path, parser)
@@ -116,31 +146,43 @@ def check(
             continue
         for w in checked.warnings:
             _say(_stderr(), w.render(policy.source_text))
-        k, m = len(policy.classes), len(policy.slos)
-        _say(out, f"{path}: ok — {k} class{'es' if k != 1 else ''}, {m} SLO "
-                  f"constraint{'s' if m != 1 else ''}, {policy.pricing} pricing, objective "
-                  f"{policy.objective.value}")
+        # Short enough not to wrap at 80 columns (pricing and objective: `explain`).
+        _say(out, f"{path}: ok — {plural(len(policy.classes), 'class')}, "
+                  f"{plural(len(policy.slos), 'SLO constraint')}")
     if failed:
         raise typer.Exit(EXIT_INPUT)
 
 
-@app.command()
+@app.command(short_help="Solve a policy's fluid LP and print the optimal plan.",
+             epilog=_exit_codes(
+                 _EXIT_OK + " (an optimal plan)", _EXIT_BUG,
+                 _EXIT_INPUT,
+                 "3  the policy is infeasible: the conflicting SLOs are named",
+                 "4  the solver is unavailable or failed (not installed, no",
+                 "   licence, size limit, time limit)"))
 def solve(
     policy_file: PolicyArg,
-    solver: Annotated[str, typer.Option("--solver", "-s",
-                                        help="LP solver: highs (built in) or gurobi "
-                                             "(needs gurobipy).")] = "highs",
+    solver: Annotated[SolverName, typer.Option(
+        "--solver", "-s", case_sensitive=False, metavar="[highs|gurobi]",
+        help="LP solver: highs (built in) or gurobi (needs gurobipy).")] = SolverName.HIGHS,
     json_out: Annotated[Path | None, typer.Option(
-        "--json", help="Also write the solution document (fluidgate.solution/v1) here; "
-                       "'-' writes it to standard output instead of the table.",
-        show_default=False)] = None,
+        "--json", metavar="FILE", help="Also write the solution document "
+        "(fluidgate.solution/v1) to FILE; '-' writes it to standard output instead of the "
+        "table.", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table, only errors.")] = False,
-    time_limit: Annotated[float | None, typer.Option(help="Solver time limit in seconds.",
-                                                     show_default=False)] = None,
-    method: Annotated[str, typer.Option(help="auto, simplex or ipm (interior point; "
-                                             "faster beyond ~10,000 classes).")] = "auto",
+    all_classes: Annotated[bool, typer.Option(
+        "--all-classes", help="Print every class and service level; by default a policy "
+        "with more than 25 classes shows the busiest and a total of the rest (--json "
+        "always has every class).")] = False,
+    time_limit: Annotated[float | None, typer.Option(
+        metavar="SECONDS", help="Stop the solver after SECONDS (exit 4).",
+        show_default=False)] = None,
+    method: Annotated[Method, typer.Option(
+        case_sensitive=False, metavar="[auto|simplex|ipm]",
+        help="HiGHS algorithm; ipm (interior point) is faster beyond ~10,000 classes.")]
+        = Method.AUTO,
 ) -> None:
-    """Solve a policy's fluid LP and print the optimal plan.
+    """Solve a policy's fluid LP (POLICY: a .sli file) and print the optimal plan.
 
     The table shows R* (the best revenue any policy can reach on a large cluster), the
     static plan (how many GPUs take prefills), and per class what the plan admits, serves
@@ -201,7 +243,7 @@ def solve(
         if not quiet and str(json_out) != "-":
             from fluidgate.report import render_solution
 
-            render_solution(sol, Console())
+            render_solution(sol, Console(), all_classes)
             if json_out is not None:
                 _say(Console(), f"solution written to {json_out}")
         return
@@ -224,7 +266,8 @@ def _infeasible_message(sol: Solution) -> str:
         return (
             f"{pol.source_file}: error: the cluster cannot carry this traffic even without "
             f"service levels: classes without patience ({names}) must all be served, and "
-            f"{pol.cluster.gpus} GPUs are not enough.\n"
+            f"{plural(pol.cluster.gpus, 'GPU')} {'is' if pol.cluster.gpus == 1 else 'are'} "
+            "not enough.\n"
             "    hint: give those classes a 'patience', lower their rate, or add GPUs"
         )
     return _conflicts_message(pol, conflict)
@@ -253,9 +296,10 @@ def _conflicts_message(pol: Policy, conflict: Conflict) -> str:
     return "\n".join(lines)
 
 
-@app.command()
+@app.command(short_help="Show the LP row each SLO became, to audit the translation.",
+             epilog=_exit_codes(_EXIT_OK, _EXIT_BUG, _EXIT_INPUT))
 def explain(policy_file: PolicyArg) -> None:
-    """Show the LP constraint each SLO became, in readable maths, to audit the translation.
+    """Show the LP constraint each SLO of POLICY (a .sli file) became, in readable maths.
 
     Variables are per GPU: x_i (GPUs prefilling class i), y_m,i and y_s,i (decodes on
     mixed and solo GPUs), q_p,i and q_d,i (waiting for prefill and decode).

@@ -25,7 +25,25 @@ def _num(v: float | None) -> float | None:
     return None if v is None or not math.isfinite(v) else float(v)
 
 
+def _no_negative_zero(value: Any) -> Any:
+    """-0.0 (a solver's round-off on a zero) reads as a sign to whoever parses the document;
+    every zero is written as 0.0. The document is a few levels deep, so recursion is bounded."""
+    if isinstance(value, float):
+        return 0.0 if value == 0.0 else value
+    if isinstance(value, dict):
+        return {k: _no_negative_zero(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_negative_zero(v) for v in value]
+    return value
+
+
 def solution_document(sol: Solution) -> dict[str, Any]:
+    """The document as plain JSON values, with no negative zeros."""
+    doc: dict[str, Any] = _no_negative_zero(_document(sol))
+    return doc
+
+
+def _document(sol: Solution) -> dict[str, Any]:
     pol = sol.policy
     c = pol.cluster
     doc: dict[str, Any] = {

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from fluidgate.solution import ClassSolution, SloOutcome, Solution
 from fluidgate.tablefit import Column, Sheet, fit
+from fluidgate.textsafe import safe_text
 from fluidgate.wording import plural
 
 #: Rows per table (classes, service levels, warnings) unless the operator asks for all.
@@ -56,7 +57,7 @@ def _header(sol: Solution) -> Panel:
     pol = sol.policy
     c = pol.cluster
     head = Text.assemble(
-        (pol.name, "bold"), f"  ·  {sol.solver}  ·  ",
+        (safe_text(pol.name), "bold"), f"  ·  {sol.solver}  ·  ",
         (sol.status.value, "green" if sol.optimal else "red bold"),
         f"  ·  {sum(sol.timings.values()) * 1e3:.0f} ms",
     )
@@ -81,7 +82,7 @@ def _header(sol: Solution) -> Panel:
                                  f"B = {c.max_batch}, C = {c.chunk:g})"))
     rows.append(("iteration", f"τ_mix = {c.tau * 1e3:.2f} ms, τ_solo = "
                               f"{c.iteration.tau_solo * 1e3:.2f} ms (γ = {c.gamma:.2f}/s)  "
-                              f"from {c.iteration.source}"))
+                              f"from {safe_text(c.iteration.source)}"))
     for label, value in rows:
         summary.add_row(Text(label), Text(value))
     return Panel(Group(head, Text(""), summary), title="fluidgate solve")
@@ -118,11 +119,12 @@ def _class_sheets(sol: Solution, shown: Sequence[ClassSolution]) -> list[Sheet]:
         Column(h) for h in ("prefilling", "decode mixed", "decode solo", "wait prefill",
                             "wait decode", "to solo")])
     for cs in shown:
-        what.rows.append(([cs.name], [
+        name = safe_text(cs.name)
+        what.rows.append(([name], [
             _fmt(cs.arrivals), _fmt(cs.admitted), _fmt(cs.served), _pct(cs.abandonment),
             _ms(cs.ttft), _ms(cs.tpot)]))
         to_solo = "—" if cs.p_solo is None else f"{cs.p_solo * 100:.1f}%"
-        where.rows.append(([cs.name], [
+        where.rows.append(([name], [
             _fmt(n * cs.x), _fmt(n * cs.y_m), _fmt(n * cs.y_s), _fmt(n * cs.q_p),
             _fmt(n * cs.q_d), to_solo]))
     return [what, where]
@@ -157,7 +159,7 @@ def _slo_sheet(sol: Solution, all_rows: bool) -> tuple[Sheet, int, int]:
                  "yes" if o.binding else "", _shadow(sol, o)]
         if violations:
             cells.append(_scaled(o.violation, s, o.unit) if o.violation else "")
-        sheet.rows.append(([str(o.line or ""), o.label], cells))
+        sheet.rows.append(([str(o.line or ""), safe_text(o.label)], cells))
     return sheet, hidden, hidden_binding
 
 
@@ -186,7 +188,7 @@ def render_solution(sol: Solution, console: Console, all_classes: bool = False) 
                                "--json"))
     warnings = sol.warnings if all_classes else sol.warnings[:SHOWN_ROWS]
     for w in warnings:
-        console.print(Text.assemble(("warning:", "yellow"), f" {w}"))
+        console.print(Text.assemble(("warning:", "yellow"), f" {safe_text(w)}"))
     if len(sol.warnings) > len(warnings):
         console.print(Text(f"and {plural(len(sol.warnings) - len(warnings), 'more warning')} "
                            "(every one: --all-classes, or the JSON document's warnings)"))

@@ -82,7 +82,7 @@ def test_traffic_beyond_capacity_without_patience(tmp_path: Path) -> None:
 
 def test_unknown_solver_is_an_input_error() -> None:
     res = RUN.invoke(app, ["solve", str(EXAMPLES / "two_class.sli"), "--solver", "cplex"])
-    assert res.exit_code == 2 and "unknown solver 'cplex'" in res.output
+    assert res.exit_code == 2 and "'cplex' is not one of 'highs', 'gurobi'" in res.output
 
 
 def test_unavailable_solver_exits_4_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:

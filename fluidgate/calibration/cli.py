@@ -29,8 +29,11 @@ app = typer.Typer(
 
 EXIT_INPUT = 2
 
-# Help texts: one line per paragraph, so they wrap well under both the markdown mode used
-# here and the rich mode of the parent CLI that mounts this app; `\\[` keeps pip's brackets.
+# Help texts: one line per paragraph, wrapped by Click's plain formatter to the terminal.
+_EXIT_CODES = (
+    "\b\nExit status:\n  0  success\n  1  a bug in fluidgate (FLUIDGATE_DEBUG=1 shows the"
+    " traceback)\n  2  a missing or malformed input file, or a bad option"
+)
 MEASURE_HELP = (
     "Time real decoder forward passes (random weights, real KV cache) on this machine.\n\n"
     "Sweeps decode-only batches of b streams (τ_solo) and batches carrying one C-token prefill"
@@ -39,7 +42,7 @@ MEASURE_HELP = (
     " perf_counter on a CPU. The CSV records the median and p10/p90 per shape, and the"
     " device, library versions, model shape and date as comment lines. Nothing is"
     " downloaded.\n\n"
-    "Needs PyTorch: pip install 'fluidgate\\[calibrate]'.\n\n"
+    "Needs PyTorch: pip install 'fluidgate[calibrate]'.\n\n"
     "Example: fluidgate calibrate measure --model qwen3-8b --mixed-batches 0,16,63 -o m.csv"
 )
 IMPORT_HELP = (
@@ -51,7 +54,7 @@ IMPORT_HELP = (
     " splitwise: Splitwise perf_model.csv (pick --model, --hardware, --tp). distserve: a"
     " DistServe profiler JSON of fitted coefficients (pick --model, --tp; its points are"
     " generated from the fit, not measured).\n\n"
-    "Only the named file is read.\n\n"
+    "Only the named file is read. FILE: the log or data file to convert.\n\n"
     "Example: fluidgate calibrate import vllm vllm.log --out measurements.csv"
 )
 FIT_HELP = (
@@ -63,7 +66,7 @@ FIT_HELP = (
     " curve reported. Prints R², median and worst relative error and a 95% interval for every"
     " coefficient, and warns about poor fits, extrapolation and left-out outliers; the"
     " warnings are also written into the JSON.\n\n"
-    "Inputs may be measurement CSVs or any file that import understands, recognised by"
+    "FILE...: measurement CSVs or any file that import understands, recognised by"
     " content.\n\n"
     "Example: fluidgate calibrate fit osdi_figure-2_decode.csv osdi_figure-2_prefill.csv"
     " --max-batch 32 --chunk-range 256 2048 --plot fit.png --out calib.json"
@@ -92,60 +95,88 @@ def _int_list(text: str, option: str, minimum: int) -> tuple[int, ...]:
     return values
 
 
-@app.command("measure", help=MEASURE_HELP)
+@app.command(
+    "measure",
+    help=MEASURE_HELP,
+    epilog=_EXIT_CODES,
+    short_help="Time decoder forward passes on this machine.",
+)
 def measure_command(
-    out: Annotated[Path, typer.Option("--out", "-o", help="measurement CSV to write")] = Path(
-        "measurements.csv"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", metavar="FILE", help="measurement CSV to write")
+    ] = Path("measurements.csv"),
     model: Annotated[
         str,
         typer.Option(
+            metavar="NAME",
             help="decoder shape to time: llama3-8b, qwen3-8b, qwen3-4b, qwen3-0.6b (GPU),"
             " small, tiny (CPU); 'auto' is llama3-8b on a GPU and tiny on a CPU",
         ),
     ] = "auto",
     device: Annotated[
-        Literal["auto", "cpu", "cuda"], typer.Option(help="where to run; auto prefers CUDA")
+        Literal["auto", "cpu", "cuda"],
+        typer.Option(metavar="[auto|cpu|cuda]", help="where to run; auto prefers CUDA"),
     ] = "auto",
     dtype: Annotated[
         Literal["auto", "float32", "bfloat16", "float16"],
-        typer.Option(help="auto: bfloat16 on a GPU, float32 on a CPU"),
+        typer.Option(
+            metavar="[auto|float32|bfloat16|float16]",
+            help="auto: bfloat16 on a GPU, float32 on a CPU",
+        ),
     ] = "auto",
     batch_sizes: Annotated[
         str | None,
-        typer.Option(help="decode-only batch sizes b, e.g. 1,2,4,8,16,32,64,128 (τ_solo)"),
+        typer.Option(
+            metavar="LIST", help="decode-only batch sizes b, e.g. 1,2,4,8,16,32,64,128 (τ_solo)"
+        ),
     ] = None,
     chunks: Annotated[
-        str | None, typer.Option(help="prefill chunk sizes C in tokens, e.g. 128,256,512 (τ_mix)")
+        str | None,
+        typer.Option(
+            metavar="LIST", help="prefill chunk sizes C in tokens, e.g. 128,256,512 (τ_mix)"
+        ),
     ] = None,
     mixed_batches: Annotated[
         str | None,
         typer.Option(
+            metavar="LIST",
             help="decodes riding along each chunk, e.g. 0,16,63 (0: prefill-only batches)."
             " Include B−1 for the B you will serve so τ_mix(C, B−1) is measured, not guessed",
         ),
     ] = None,
     context: Annotated[
-        int | None, typer.Option(min=0, help="tokens already cached per decode stream")
+        int | None,
+        typer.Option(min=0, metavar="TOKENS", help="tokens already cached per decode stream"),
     ] = None,
     prefix: Annotated[
-        int, typer.Option(min=0, help="tokens already cached for the prefilling request")
+        int,
+        typer.Option(
+            min=0, metavar="TOKENS", help="tokens already cached for the prefilling request"
+        ),
     ] = 0,
-    warmup: Annotated[int | None, typer.Option(min=0, help="untimed runs per shape")] = None,
-    repeats: Annotated[int | None, typer.Option(min=1, help="timed runs per shape")] = None,
+    warmup: Annotated[
+        int | None, typer.Option(min=0, metavar="N", help="untimed runs per shape")
+    ] = None,
+    repeats: Annotated[
+        int | None, typer.Option(min=1, metavar="N", help="timed runs per shape")
+    ] = None,
     passes: Annotated[
         int | None,
         typer.Option(
             min=1,
+            metavar="N",
             help="sweeps to spread the runs over, so a burst of load from"
             " other processes hits every shape a little instead of one a lot",
         ),
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(min=1, help="CPU threads (default 1 on a CPU: repeatable)")
+        int | None,
+        typer.Option(min=1, metavar="N", help="CPU threads (default 1 on a CPU: repeatable)"),
     ] = None,
-    seed: Annotated[int, typer.Option(help="seed for the random weights and inputs")] = 0,
-    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="seed for the random weights and inputs")
+    ] = 0,
+    progress: Annotated[bool, typer.Option(help="show a progress bar (on standard error)")] = True,
 ) -> None:
     """Run the sweep with the options applied over the device's default plan."""
     from fluidgate.calibration.csvformat import write_csv
@@ -185,29 +216,42 @@ def measure_command(
     _echo(f"wrote {len(data.rows)} measurements to {out} ({data.metadata['device']})")
 
 
-@app.command("import", help=IMPORT_HELP)
+@app.command(
+    "import",
+    help=IMPORT_HELP,
+    epilog=_EXIT_CODES,
+    short_help="Convert a serving log or published data to a measurement CSV.",
+)
 def import_command(
     fmt: Annotated[
         Literal["vllm", "sglang", "sarathi", "splitwise", "distserve", "auto"],
         typer.Argument(
             metavar="FORMAT",
-            help="vllm | sglang | sarathi | splitwise | distserve | auto (recognise by content)",
+            help="vllm, sglang, sarathi, splitwise, distserve, or auto (recognise by content)",
         ),
     ],
-    file: Annotated[Path, typer.Argument(help="the log or data file to convert",
-                                         metavar="FILE")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="measurement CSV to write")] = Path(
-        "measurements.csv"
-    ),
+    file: Annotated[
+        Path,
+        typer.Argument(hidden=True, metavar="FILE", show_default=False),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", metavar="FILE", help="measurement CSV to write")
+    ] = Path("measurements.csv"),
     model: Annotated[
-        str | None, typer.Option(help="model to pick from a Splitwise or DistServe file")
+        str | None,
+        typer.Option(metavar="NAME", help="model to pick from a Splitwise or DistServe file"),
     ] = None,
     hardware: Annotated[
-        str | None, typer.Option(help="hardware to pick from a Splitwise file")
+        str | None, typer.Option(metavar="NAME", help="hardware to pick from a Splitwise file")
     ] = None,
-    tp: Annotated[int | None, typer.Option(help="tensor-parallel degree to pick")] = None,
+    tp: Annotated[
+        int | None, typer.Option(metavar="N", help="tensor-parallel degree to pick")
+    ] = None,
     context: Annotated[
-        int, typer.Option(min=1, help="DistServe only: context tokens per decode stream")
+        int,
+        typer.Option(
+            min=1, metavar="TOKENS", help="DistServe only: context tokens per decode stream"
+        ),
     ] = 1024,
 ) -> None:
     """Read one file in the named (or recognised) format and write our CSV."""
@@ -230,22 +274,25 @@ def import_command(
         _echo(f"note: {note}", err=True)
 
 
-@app.command("fit", help=FIT_HELP)
+@app.command(
+    "fit",
+    help=FIT_HELP,
+    epilog=_EXIT_CODES,
+    short_help="Fit the iteration times; write α, β, γ to a calibration file.",
+)
 def fit_command(
     files: Annotated[
         list[Path],
-        typer.Argument(
-            help="measurement CSVs or any file `import` understands (recognised by content)",
-            metavar="FILE",
-        ),
+        typer.Argument(hidden=True, metavar="FILE"),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="calibration JSON to write")] = Path(
-        "calib.json"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", metavar="FILE", help="calibration JSON to write")
+    ] = Path("calib.json"),
     max_batch: Annotated[
         int | None,
         typer.Option(
             min=2,
+            metavar="B",
             help="B, the decode streams per GPU you will serve (vLLM --max-num-seqs);"
             " default: the largest decode batch measured",
         ),
@@ -258,14 +305,19 @@ def fit_command(
             " default: the measured range. Use the chunks you will serve",
         ),
     ] = None,
-    plot: Annotated[Path | None, typer.Option(help="also draw the fit to this PNG")] = None,
+    plot: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="also draw the fit to this PNG")
+    ] = None,
     solo_form: Annotated[
         Literal["auto", "affine", "hinge"],
-        typer.Option(help="τ_solo form; auto picks by AICc"),
+        typer.Option(metavar="[auto|affine|hinge]", help="τ_solo form; auto picks by AICc"),
     ] = "auto",
     mix_form: Annotated[
         Literal["auto", "affine", "quadratic"],
-        typer.Option(help="τ_mix form (quadratic adds a C² term); auto picks by AICc"),
+        typer.Option(
+            metavar="[auto|affine|quadratic]",
+            help="τ_mix form (quadratic adds a C² term); auto picks by AICc",
+        ),
     ] = "auto",
     keep_outliers: Annotated[
         bool,
@@ -273,10 +325,16 @@ def fit_command(
             "--keep-outliers", help="keep points the Bonferroni outlier test would leave out"
         ),
     ] = False,
-    model: Annotated[str | None, typer.Option(help="for multi-model input files")] = None,
-    hardware: Annotated[str | None, typer.Option(help="for Splitwise input files")] = None,
-    tp: Annotated[int | None, typer.Option(help="for multi-model input files")] = None,
-    context: Annotated[int, typer.Option(min=1, help="for DistServe input files")] = 1024,
+    model: Annotated[
+        str | None, typer.Option(metavar="NAME", help="for multi-model input files")
+    ] = None,
+    hardware: Annotated[
+        str | None, typer.Option(metavar="NAME", help="for Splitwise input files")
+    ] = None,
+    tp: Annotated[int | None, typer.Option(metavar="N", help="for multi-model input files")] = None,
+    context: Annotated[
+        int, typer.Option(min=1, metavar="TOKENS", help="for DistServe input files")
+    ] = 1024,
 ) -> None:
     """Fit both curves, derive α, β, γ, print the tables, write the JSON (and plot)."""
     from rich.console import Console
