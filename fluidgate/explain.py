@@ -43,7 +43,7 @@ def explain_policy(policy: Policy) -> str:
         f"τ = {c.tau:.6g} s (mixed iteration at C = {c.chunk:g}), γ = {c.gamma:.6g} /s, "
         f"B = {c.max_batch}, n = {c.gpus}",
         "",
-        "Base LP (per GPU, DESIGN.md §2):",
+        "Base LP (per GPU; the Model page of the docs derives it):",
         "  Σ x ≤ 1;  Σ y_m ≤ (B−1)·Σ x;  Σ y_s ≤ B·(1 − Σ x)",
         "  λ_i − θ_i·q_p,i = μ_p,i·x_i;  μ_p,i·x_i − θ_i·q_d,i = μ_m,i·y_m,i + μ_s,i·y_s,i",
     ]

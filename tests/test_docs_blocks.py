@@ -158,12 +158,14 @@ def _app():  # type: ignore[no-untyped-def]
     return cli.app
 
 
-def _workdir(tmp_path: Path, block: Block) -> None:
+def _workdir(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    data = Path("fluidgate", "calibration", "data")  # examples/calibrated.sli reads from it
+    shutil.copytree(ROOT / data, tmp_path / data)
     if FIXTURES.is_dir():
         for f in FIXTURES.iterdir():
             shutil.copy(f, tmp_path / f.name)
-    for other in blocks(block.doc):
+    for other in ALL_BLOCKS:  # a policy shown on one page may be run on another
         if other.directive.file:
             (tmp_path / other.directive.file).write_text(other.text, encoding="utf-8")
 
@@ -177,7 +179,7 @@ def test_transcript_prints_what_the_docs_show(
         pytest.skip(d.skip)
     if d.needs and d.needs not in solvers_available():
         pytest.skip(f"needs the {d.needs} solver, which is not available here")
-    _workdir(tmp_path, block)
+    _workdir(tmp_path)
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
     app = _app()
@@ -222,3 +224,19 @@ def test_matcher_rejects_a_changed_line_and_honours_ellipsis() -> None:
     assert _normalise(["│ p  ·  380 ms     │"], timing) == _normalise(["│ p  ·  1003 ms    │"],
                                                                     timing)
     assert _normalise(["R* 297.7 ms"], timing) != _normalise(["R* 297.8 ms"], timing)
+
+
+OUTSIDE = re.compile(r"DESIGN\.md|SLI-LANGUAGE\.md|SOLVER-NOTES\.md|STYLE-NOTES\.md|"
+                     r"\.\./shared|shared/data|/work/")
+
+
+@pytest.mark.parametrize("doc", DOC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_docs_reference_nothing_outside_the_repository(doc: Path) -> None:
+    text = doc.read_text(encoding="utf-8")
+    bad = [f"{doc.name}:{n}: {line.strip()}" for n, line in enumerate(text.splitlines(), 1)
+           if OUTSIDE.search(line)]
+    assert not bad, "\n".join(bad)
+    for target in re.findall(r"\]\(([^)#\s]+)", text):  # relative links resolve in the repo
+        if "://" not in target:
+            assert (doc.parent / target).resolve().is_relative_to(ROOT), target
+            assert (doc.parent / target).exists(), target
