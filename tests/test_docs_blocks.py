@@ -76,7 +76,13 @@ class Block:
 
     @property
     def is_transcript(self) -> bool:
-        return self.text.startswith("$ ")
+        """A block of `$ command` lines with output; a block that only lists commands of
+        other programs (`$ make bench`) shows no output, so there is nothing to compare."""
+        if not self.text.startswith("$ "):
+            return False
+        lines = self.text.splitlines()
+        return any(not line.startswith("$ ") for line in lines) or any(
+            line[2:].strip().startswith(RUNNABLE) for line in lines)
 
 
 def blocks(doc: Path) -> list[Block]:
