@@ -249,6 +249,8 @@ def solve(
         return
     if sol.status in (TerminationStatus.INFEASIBLE, TerminationStatus.INFEASIBLE_OR_UNBOUNDED):
         _fail(_infeasible_message(sol), EXIT_INFEASIBLE)
+    if sol.status is TerminationStatus.UNVERIFIED:
+        _fail(f"{sol.policy.source_file}: error: {sol.message}", EXIT_SOLVER)
     if sol.status is TerminationStatus.UNBOUNDED:
         _fail(f"error: {sol.solver} reports the LP unbounded; a policy should never allow "
               "unbounded revenue, so please report this policy as a fluidgate bug", EXIT_SOLVER)

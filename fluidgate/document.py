@@ -58,6 +58,7 @@ def _document(sol: Solution) -> dict[str, Any]:
         },
         "solver": {"name": sol.solver, "message": sol.message, "seconds": sol.timings},
         "status": sol.status.value,
+        "verified": sol.verification is not None and sol.verification.ok,
         "objective": _num(sol.objective),
         "objective_cluster": _num(sol.cluster_objective),
         "revenue_rate": _num(sol.revenue_rate),
@@ -110,6 +111,13 @@ def _document(sol: Solution) -> dict[str, Any]:
             "violation": _num(o.violation),
             "display_unit": o.unit, "display_scale": o.unit_scale,
         })
+    if sol.verification is not None:
+        v = sol.verification
+        doc["verification"] = {  # relative errors, see docs/solvers.md
+            "row_residual": _num(v.row_residual), "bound_violation": _num(v.bound_violation),
+            "dual_infeasibility": _num(v.dual_infeasibility), "gap": _num(v.gap),
+            "failures": [f.describe() for f in v.failures],
+        }
     if sol.conflict is not None:
         doc["conflict"] = conflict_document(sol.conflict)
     return doc

@@ -6,13 +6,28 @@ the next through its typed object.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fluidgate.model import Policy
-from fluidgate.solution import Solution, class_solutions, revenue_per_gpu
-from fluidgate.solvers.base import SolveOptions, TerminationStatus
+from fluidgate.solution import (
+    ClassSolution,
+    ClusterPlan,
+    Solution,
+    class_solutions,
+    revenue_per_gpu,
+)
+from fluidgate.solvers.base import SolveOptions, Solver, SolverResult, TerminationStatus
 from fluidgate.solvers.registry import get_solver
+
+if TYPE_CHECKING:
+    from fluidgate.formulations.matrix import CompiledLP
+    from fluidgate.solvers.scaling import Scaling
+    from fluidgate.verify import Failure, Verification
 
 
 def solve_policy(
@@ -23,14 +38,19 @@ def solve_policy(
 ) -> Solution:
     """Solve a checked policy. Raises `SolverUnavailable` if the solver cannot run here.
 
+    The LP is solved in well-scaled units (`fluidgate.solvers.scaling`) and the answer is
+    verified in the policy's own units (`fluidgate.verify`) before it is returned: a plan
+    or an infeasibility verdict that fails its check is retried once without presolve, by
+    simplex, and otherwise returned with status `unverified`, never as optimal.
+
     When the policy is infeasible, the SLOs that conflict are found by one trial solve per
     hard SLO; `diagnose_progress(done, total)` reports on that search.
     """
     from fluidgate.formulations.fluid_lp import build_fluid_lp
-    from fluidgate.formulations.matrix import compile_matrix
+    from fluidgate.formulations.matrix import column_magnitudes, compile_matrix
     from fluidgate.formulations.slo import add_slos, read_slos
+    from fluidgate.solvers.scaling import Scaling, ScaledSolver
 
-    backend = get_solver(solver)
     options = options or SolveOptions()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -38,24 +58,29 @@ def solve_policy(
     add_slos(lp)
     t1 = time.perf_counter()
     compiled = compile_matrix(lp)
+    scaling = Scaling.from_magnitudes(compiled.matrix, column_magnitudes(lp, compiled))
+    backend = ScaledSolver(get_solver(solver), scaling)
     t2 = time.perf_counter()
-    result = backend.solve(compiled.matrix, options)
+    timings.update(build=t1 - t0, compile=t2 - t1)
+    outcome = _solve_verified(policy, compiled, backend, scaling, options, timings)
+    result, check = outcome.result, outcome.verification
     t3 = time.perf_counter()
-    timings.update(build=t1 - t0, compile=t2 - t1, solve=t3 - t2)
+    if result.status is TerminationStatus.UNVERIFIED:
+        return Solution(policy, backend.name, result.status, result.message, timings=timings,
+                        verification=check)
     if result.status is not TerminationStatus.OPTIMAL or result.x is None:
         conflict = None
-        if result.status in (TerminationStatus.INFEASIBLE,
-                             TerminationStatus.INFEASIBLE_OR_UNBOUNDED):
+        if result.status is TerminationStatus.INFEASIBLE:
             from fluidgate.formulations.diagnose import conflicting_slos
 
             conflict = conflicting_slos(lp, compiled, backend, options, diagnose_progress)
             timings["diagnose"] = time.perf_counter() - t3
         return Solution(policy, backend.name, result.status, result.message, timings=timings,
-                        conflict=conflict)
-    values = compiled.variable_values(result.x, len(policy.classes))
-    classes, plan, warnings = class_solutions(policy, values)
-    revenue = revenue_per_gpu(policy, values)
-    slos, penalty = read_slos(lp, compiled, result, values, classes, revenue)
+                        conflict=conflict, verification=check)
+    assert outcome.values is not None and outcome.classes is not None
+    classes, plan, warnings = outcome.classes
+    revenue = revenue_per_gpu(policy, outcome.values)
+    slos, penalty = read_slos(lp, compiled, result, outcome.values, classes, revenue)
     return Solution(
         policy=policy,
         solver=backend.name,
@@ -69,4 +94,92 @@ def solve_policy(
         slos=tuple(slos),
         warnings=tuple(warnings),
         timings=timings,
+        verification=check,
     )
+
+
+@dataclass
+class _Outcome:
+    result: SolverResult
+    verification: Verification | None = None
+    values: dict[str, list[float]] | None = None
+    classes: tuple[tuple[ClassSolution, ...], ClusterPlan, list[str]] | None = None
+
+
+RETRY_HINT = ("try --solver gurobi (or highs), or bring the policy's numbers closer to "
+              "typical values (see the ranges in the language reference)")
+
+
+def _solve_verified(
+    policy: Policy,
+    compiled: CompiledLP,
+    backend: Solver,
+    scaling: Scaling,
+    options: SolveOptions,
+    timings: dict[str, float],
+) -> _Outcome:
+    """Solve, check the answer, and retry once (no presolve, simplex) if it fails."""
+    from fluidgate.verify import verify_infeasible, verify_plan, verify_solution
+
+    lp = compiled.matrix
+    sizes = {"col_size": scaling.col, "row_size": scaling.row_size}
+    retry = dataclasses.replace(options, method="simplex", presolve=False)
+    last: _Outcome | None = None
+    for attempt in (options, retry):
+        t0 = time.perf_counter()
+        result = backend.solve(lp, attempt)
+        t1 = time.perf_counter()
+        timings["solve"] = timings.get("solve", 0.0) + t1 - t0
+        if result.status is TerminationStatus.OPTIMAL and result.x is not None:
+            check = verify_solution(lp, result.x, result.row_duals, result.objective, **sizes)
+            assert check.x is not None
+            values = compiled.variable_values(check.x, len(policy.classes))
+            classes = class_solutions(policy, values)
+            check = check.with_failures(verify_plan(policy, classes[0]))
+            result = dataclasses.replace(result, x=check.x)
+            last = _Outcome(result, check, values, classes)
+            claim = "an optimal plan"
+        elif result.status in (TerminationStatus.INFEASIBLE,
+                               TerminationStatus.INFEASIBLE_OR_UNBOUNDED):
+            check = verify_infeasible(lp, result.farkas, **sizes)
+            if check.ok:
+                result = dataclasses.replace(result, status=TerminationStatus.INFEASIBLE)
+            last = _Outcome(result, check)
+            claim = "the policy infeasible"
+        else:
+            last = _Outcome(result)
+            if result.status is TerminationStatus.LIMIT:
+                break
+            continue
+        timings["verify"] = timings.get("verify", 0.0) + time.perf_counter() - t1
+        if check.ok:
+            return last
+    assert last is not None
+    if last.verification is None or last.verification.ok:
+        return last
+    found = "; ".join(_readable(policy, compiled, f) for f in last.verification.worst())
+    message = (f"{backend.name} reported {claim}, but the answer fails fluidgate's check in "
+               f"the policy's own units: {found}; {RETRY_HINT}")
+    unverified = SolverResult(backend.name, TerminationStatus.UNVERIFIED, message)
+    return _Outcome(unverified, last.verification)
+
+
+_INDEXED = re.compile(r"^(\w+)\[(\d+)\]$")
+
+
+def _readable(policy: Policy, compiled: CompiledLP, failure: Failure) -> str:
+    """A failure in the policy's terms: rows and columns named by class or SLO line."""
+    m = _INDEXED.match(failure.where)
+    if m is None:
+        return failure.describe()
+    component, index = m.group(1), int(m.group(2))
+    where = failure.where
+    if component == "slo" and index < len(policy.slos):
+        slo = policy.slos[index]
+        line = f" on line {slo.span.line}" if slo.span else ""
+        where = f"the SLO '{slo.label}'{line}"
+    elif component in ("violation", "violation_below") and index < len(policy.slos):
+        where = f"the violation of SLO '{policy.slos[index].label}'"
+    elif index < len(policy.classes):
+        where = f"{component} of class '{policy.classes[index].name}'"
+    return dataclasses.replace(failure, where=where).describe()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from fluidgate.conflict import Conflict
 from fluidgate.model import Policy, mixed_gpu_count, revenue_coefficients, service_rates
 from fluidgate.solvers.base import TerminationStatus
+from fluidgate.verify import Verification
 
 QUEUE_TOL = 1e-7
 
@@ -82,6 +83,9 @@ class Solution:
     warnings: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
     conflict: Conflict | None = None
+    # the check of the solver's answer in the policy's own units (fluidgate.verify); an
+    # optimal Solution always carries a passed one
+    verification: Verification | None = None
 
     @property
     def optimal(self) -> bool:

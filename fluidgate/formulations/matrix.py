@@ -113,3 +113,37 @@ def compile_matrix(lp: FluidLP) -> CompiledLP:
         col_names=[f"{n}[{i}]" if i is not None else n for n, i in named],
     )
     return CompiledLP(matrix, rows, named)
+
+
+def column_magnitudes(lp: FluidLP, compiled: CompiledLP) -> np.ndarray:
+    """The largest value each column can physically take, from the policy (NaN: unknown).
+
+    Flow balance bounds every base variable by its class's arrivals: a class cannot hold
+    more prefill share than `λ/μ_p` (nor more than every GPU), more decode streams than it
+    can complete (`λ/μ`) or than the slots allow, or longer queues than `λ/θ`. These are the
+    units `fluidgate.solvers.scaling` solves in, and the sizes verification measures by.
+    """
+    policy = lp.policy
+    B = float(policy.cluster.max_batch)
+    size: dict[str, list[float]] = {name: [] for name in VARIABLES}
+    for cls, r in zip(policy.classes, lp.rates, strict=True):
+        lam = cls.rate
+        x = min(1.0, lam / r.mu_p)
+        queue = lam / cls.theta if cls.theta > 0 else 0.0
+        size["x"].append(x)
+        size["y_m"].append(min((B - 1.0) * x, lam / r.mu_m))
+        size["y_s"].append(min(B, lam / r.mu_s))
+        size["q_p"].append(queue)
+        size["q_d"].append(queue)
+    weights = [c.weight for c in policy.classes]
+    pools = {
+        "prefill": max(v / w for v, w in zip(size["x"], weights, strict=True)),
+        "decode": max(v / w for v, w in zip(size["y_s"], weights, strict=True)),
+    }
+    out = np.full(len(compiled.columns), np.nan)
+    for j, (var, idx) in enumerate(compiled.columns):
+        if var in size and isinstance(idx, int):
+            out[j] = size[var][idx]
+        elif var.startswith(("hi_", "lo_")) and var[3:] in pools:
+            out[j] = pools[var[3:]]
+    return out

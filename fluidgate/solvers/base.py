@@ -26,6 +26,8 @@ class TerminationStatus(StrEnum):
     INFEASIBLE_OR_UNBOUNDED = "infeasible_or_unbounded"
     LIMIT = "limit"
     ERROR = "error"
+    # the solver answered, but its answer failed fluidgate's check (fluidgate.verify)
+    UNVERIFIED = "unverified"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,9 @@ class SolverResult:
     x: FloatArray | None = None
     row_duals: FloatArray | None = None
     seconds: float = 0.0
+    # for an infeasible LP, row multipliers that prove it (a Farkas ray), in either sign
+    # convention: `fluidgate.verify.verify_infeasible` checks it and decides
+    farkas: FloatArray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +113,7 @@ class SolveOptions:
     time_limit: float | None = None
     method: str = "auto"  # auto | simplex | ipm
     verbose: bool = False
+    presolve: bool = True
 
 
 class SolverUnavailable(Exception):

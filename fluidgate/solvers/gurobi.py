@@ -79,6 +79,9 @@ class GurobiSolver:
             model.Params.Method = 1
         elif options.method == "ipm":
             model.Params.Method = 2
+        if not options.presolve:
+            model.Params.Presolve = 0
+        model.Params.InfUnbdInfo = 1  # a Farkas certificate when infeasible, for verification
         x = model.addMVar(n_cols, lb=lp.col_lower, ub=lp.col_upper, obj=lp.c)
         model.ModelSense = GRB.MAXIMIZE
         model.ObjCon = lp.offset
@@ -116,5 +119,13 @@ class GurobiSolver:
             GRB.TIME_LIMIT: TerminationStatus.LIMIT,
             GRB.ITERATION_LIMIT: TerminationStatus.LIMIT,
         }.get(status, TerminationStatus.ERROR)
+        farkas = None
+        if status == GRB.INFEASIBLE:
+            try:
+                farkas = np.zeros(n_rows)
+                for idx, cons in groups:
+                    farkas[idx] = np.asarray(cons.FarkasDual, dtype=np.float64)
+            except gp.GurobiError:  # no certificate: verification will say so
+                farkas = None
         return SolverResult(self.name, mapped, f"Gurobi status {status}",
-                            seconds=time.perf_counter() - start)
+                            seconds=time.perf_counter() - start, farkas=farkas)

@@ -70,6 +70,8 @@ class HighsSolver:
             method = "ipm"
         if method in ("simplex", "ipm"):
             h.setOptionValue("solver", method)
+        if not options.presolve:
+            h.setOptionValue("presolve", "off")
         A = lp.A
         model = highspy.HighsLp()
         model.num_col_ = n_cols
@@ -118,6 +120,7 @@ class HighsSolver:
                 row_duals=np.asarray(sol.row_dual, dtype=np.float64),
                 seconds=seconds,
             )
+        farkas = self._farkas(h) if ms == MS.kInfeasible else None
         status = {
             MS.kInfeasible: TerminationStatus.INFEASIBLE,
             MS.kUnbounded: TerminationStatus.UNBOUNDED,
@@ -127,4 +130,16 @@ class HighsSolver:
         }.get(ms, TerminationStatus.ERROR)
         if run_status == highspy.HighsStatus.kError and status == TerminationStatus.ERROR:
             text = f"HiGHS stopped with an error ({text})"
-        return SolverResult(self.name, status, text, seconds=seconds)
+        return SolverResult(self.name, status, text, seconds=seconds, farkas=farkas)
+
+    @staticmethod
+    def _farkas(h: Any) -> np.ndarray | None:
+        """HiGHS's dual ray, when it has one (it computes it on request)."""
+        try:
+            with stdout_silenced():
+                status, has_ray, ray = h.getDualRay()
+        except Exception:  # noqa: BLE001 - no ray is a normal answer; verification decides
+            return None
+        if not has_ray:
+            return None
+        return np.asarray(ray, dtype=np.float64)
