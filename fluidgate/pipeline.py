@@ -49,7 +49,7 @@ def solve_policy(
     from fluidgate.formulations.fluid_lp import build_fluid_lp
     from fluidgate.formulations.matrix import column_magnitudes, compile_matrix
     from fluidgate.formulations.slo import add_slos, read_slos
-    from fluidgate.solvers.scaling import Scaling, ScaledSolver
+    from fluidgate.solvers.scaling import ScaledSolver, Scaling
 
     options = options or SolveOptions()
     timings: dict[str, float] = {}
@@ -122,7 +122,6 @@ def _solve_verified(
     from fluidgate.verify import verify_infeasible, verify_plan, verify_solution
 
     lp = compiled.matrix
-    sizes = {"col_size": scaling.col, "row_size": scaling.row_size}
     retry = dataclasses.replace(options, method="simplex", presolve=False)
     last: _Outcome | None = None
     for attempt in (options, retry):
@@ -131,7 +130,8 @@ def _solve_verified(
         t1 = time.perf_counter()
         timings["solve"] = timings.get("solve", 0.0) + t1 - t0
         if result.status is TerminationStatus.OPTIMAL and result.x is not None:
-            check = verify_solution(lp, result.x, result.row_duals, result.objective, **sizes)
+            check = verify_solution(lp, result.x, result.row_duals, result.objective,
+                                    col_size=scaling.col, row_size=scaling.row_size)
             assert check.x is not None
             values = compiled.variable_values(check.x, len(policy.classes))
             classes = class_solutions(policy, values)
@@ -141,7 +141,8 @@ def _solve_verified(
             claim = "an optimal plan"
         elif result.status in (TerminationStatus.INFEASIBLE,
                                TerminationStatus.INFEASIBLE_OR_UNBOUNDED):
-            check = verify_infeasible(lp, result.farkas, **sizes)
+            check = verify_infeasible(lp, result.farkas, col_size=scaling.col,
+                                      row_size=scaling.row_size)
             if check.ok:
                 result = dataclasses.replace(result, status=TerminationStatus.INFEASIBLE)
             last = _Outcome(result, check)

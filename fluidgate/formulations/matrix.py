@@ -120,7 +120,8 @@ def column_magnitudes(lp: FluidLP, compiled: CompiledLP) -> np.ndarray:
 
     Flow balance bounds every base variable by its class's arrivals: a class cannot hold
     more prefill share than `λ/μ_p` (nor more than every GPU), more decode streams than it
-    can complete (`λ/μ`) or than the slots allow, or longer queues than `λ/θ`. These are the
+    can complete (what it admits over `μ`) or than the slots allow, or longer queues than
+    what enters them over `θ`. These are the
     units `fluidgate.solvers.scaling` solves in, and the sizes verification measures by.
     """
     policy = lp.policy
@@ -128,13 +129,13 @@ def column_magnitudes(lp: FluidLP, compiled: CompiledLP) -> np.ndarray:
     size: dict[str, list[float]] = {name: [] for name in VARIABLES}
     for cls, r in zip(policy.classes, lp.rates, strict=True):
         lam = cls.rate
-        x = min(1.0, lam / r.mu_p)
-        queue = lam / cls.theta if cls.theta > 0 else 0.0
+        admitted = min(lam, r.mu_p)  # requests/s: at most every GPU prefilling the class
+        x = admitted / r.mu_p
         size["x"].append(x)
-        size["y_m"].append(min((B - 1.0) * x, lam / r.mu_m))
-        size["y_s"].append(min(B, lam / r.mu_s))
-        size["q_p"].append(queue)
-        size["q_d"].append(queue)
+        size["y_m"].append(min((B - 1.0) * x, admitted / r.mu_m))
+        size["y_s"].append(min(B, admitted / r.mu_s))
+        size["q_p"].append(lam / cls.theta if cls.theta > 0 else 0.0)
+        size["q_d"].append(admitted / cls.theta if cls.theta > 0 else 0.0)
     weights = [c.weight for c in policy.classes]
     pools = {
         "prefill": max(v / w for v, w in zip(size["x"], weights, strict=True)),

@@ -45,6 +45,12 @@ def stdout_silenced() -> Iterator[None]:
 IPM_ABOVE_COLUMNS = 20_000
 
 
+# fluidgate hands solvers well-scaled LPs (`fluidgate.solvers.scaling`), where a tolerance
+# is a share of each row's and column's largest possible value; 1e-9 rather than HiGHS's 1e-7
+# keeps a class that the optimum serves at a billionth of its possible rate exact.
+FEASIBILITY_TOLERANCE = 1e-9
+
+
 class HighsSolver:
     name = "highs"
     capabilities = Capabilities(duals=True, iis=False)  # diagnosis: formulations/diagnose.py
@@ -72,6 +78,8 @@ class HighsSolver:
             h.setOptionValue("solver", method)
         if not options.presolve:
             h.setOptionValue("presolve", "off")
+        for name in ("primal_feasibility_tolerance", "dual_feasibility_tolerance"):
+            h.setOptionValue(name, FEASIBILITY_TOLERANCE)
         A = lp.A
         model = highspy.HighsLp()
         model.num_col_ = n_cols
@@ -137,8 +145,8 @@ class HighsSolver:
         """HiGHS's dual ray, when it has one (it computes it on request)."""
         try:
             with stdout_silenced():
-                status, has_ray, ray = h.getDualRay()
-        except Exception:  # noqa: BLE001 - no ray is a normal answer; verification decides
+                _, has_ray, ray = h.getDualRay()
+        except Exception:  # no ray is a normal answer: verification decides
             return None
         if not has_ray:
             return None
