@@ -250,3 +250,40 @@ def test_compiled_rules_drive_the_controller_identically(policy: PolicyName) -> 
     python = Controller.from_spec(spec, policy, rng=np.random.default_rng(3))
     compiled = Controller.from_spec(spec, policy, rng=np.random.default_rng(3), compiled=True)
     assert _drive(python, seed=11) == _drive(compiled, seed=11)
+
+
+def test_saturated_deficit_gate_fills_slots_in_proportion_to_the_targets() -> None:
+    # Every class always waits and 16 = 2·Σ n·x* slots are filled. Each admission raises the
+    # chosen class's ξ by 1/T_i; a class admitted past 2·T_i would have been the minimum at
+    # ξ ≥ 1, so every class would already hold 2·T_j and the slots would be full: the fill
+    # ends at exactly X = 2·T. From there a freed slot has the unique minimum ξ and goes back
+    # to the class that freed it.
+    targets = (1.0, 2.0, 5.0)
+    c = Controller.from_spec(make_spec([Cls(t) for t in targets]))
+    for k in range(3):
+        for _ in range(40):
+            c.on_arrival(k)
+    running = [c.next_prefill() for _ in range(16)]
+    assert [s.prefilling for s in c.stats().classes] == [2, 4, 10]
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        done = running.pop(int(rng.integers(0, len(running))))
+        assert done is not None
+        c.place_decode(done.ticket, 1, 1)
+        c.on_finish(done.ticket)
+        c.on_arrival(done.cls)
+        refill = c.next_prefill()
+        assert refill is not None and refill.cls == done.cls
+        running.append(refill)
+    assert [s.prefilling for s in c.stats().classes] == [2, 4, 10]
+
+
+def test_only_the_sli_router_draws_random_numbers() -> None:
+    rng = np.random.default_rng(12)
+    before = rng.bit_generator.state
+    c = Controller.from_spec(TWO, PolicyName.GATE_AND_ROUTE, rng=rng)
+    for _ in range(20):
+        t = c.on_arrival(0)
+        c.next_prefill()
+        c.place_decode(t, 1, 1)
+    assert rng.bit_generator.state == before
