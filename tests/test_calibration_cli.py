@@ -129,7 +129,7 @@ def test_measure_without_torch_says_how_to_install_it() -> None:
     )
     assert done.returncode == 2, done.stderr
     line = _error_line(done.stderr)
-    assert "pip install 'fluidgate[calibrate]'" in line
+    assert "pip install -e '.[calibrate]'" in line
     assert not Path("never.csv").exists()
 
 
@@ -152,4 +152,4 @@ def test_help_texts_teach_the_workflow() -> None:
     import_help = runner.invoke(app, ["import", "--help"], terminal_width=200)
     assert "--enable-logging-iteration-details" in import_help.stdout
     measure_help = runner.invoke(app, ["measure", "--help"], terminal_width=200)
-    assert "fluidgate[calibrate]" in measure_help.stdout
+    assert "pip install -e '.[calibrate]'" in measure_help.stdout

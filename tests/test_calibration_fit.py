@@ -225,5 +225,21 @@ def test_too_little_data_is_an_error_in_words(
 def test_a_chunk_range_whose_secant_crosses_zero_is_refused() -> None:
     chunked = [(0, c, 1e-4 + 1e-9 * c * c) for c in (100, 1000, 5000, 10000)]
     solo = [(b, 0.015 + 2e-4 * b) for b in (1, 2, 4)]
-    with pytest.raises(FitError, match="narrow --chunk-range"):
+    with pytest.raises(FitError, match=r"100\.\.10000 tokens \(the measured chunk range, the "
+                       r"default\) crosses zero .* pass --chunk-range LO HI with the narrower"):
         calibrate(_rows(solo, chunked), FitOptions(max_batch=2, mix_form="quadratic"))
+
+
+def test_a_given_chunk_range_that_fails_names_the_measured_one() -> None:
+    """The CPU sweep measures chunks 32..256; a range copied from a GPU example (256..1024)
+    must say so, not only that its secant crosses zero."""
+    chunked = [(0, c, 1e-4 + 2e-9 * c * c) for c in (32, 64, 128, 256)]
+    solo = [(b, 0.015 + 2e-4 * b) for b in (1, 2, 4)]
+    options = FitOptions(max_batch=2, chunk_range=(256, 1024), mix_form="quadratic")
+    with pytest.raises(FitError, match=r"256\.\.1024 tokens \(from --chunk-range; the data "
+                       r"measured chunks 32\.\.256\) crosses zero .* or leave it out"):
+        calibrate(_rows(solo, chunked), options)
+    default = calibrate(_rows(solo, [(0, c, 0.02 + 1e-4 * c) for c in (32, 64, 128, 256)]),
+                        FitOptions(max_batch=2))
+    assert default.chunk_range == (32, 256)
+    assert default.chunk_range_origin == "the measured chunk range, the default"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -163,6 +164,25 @@ def test_cpu_measure_of_the_tiny_model_fits_in_under_two_minutes(tmp_path: Path)
     assert calib.alpha > 0 and calib.beta > 0 and calib.gamma > 0
     assert set(calib.r2) == {"solo", "mixed"}
     assert elapsed < 120, f"measure {measured:.1f} s, measure + fit {elapsed:.1f} s"
+    # the default range is the measured one, and the output says so
+    assert "chunks 32..256 tokens (the measured chunk range, the default)" in " ".join(
+        result.stdout.split())
+    assert calib.chunk_range == (32, 256) and calib.max_batch == 32
+    # the documented walk-through ends in a policy that solves with the fitted constants
+    from fluidgate.cli import app as main_app
+
+    policy = tmp_path / "cpu.sli"
+    policy.write_text(
+        'cluster {\n    gpus = 8\n    max_batch = 32\n    chunk = 256 tokens\n'
+        '    iteration from "calib.json"\n}\npricing bundled { input = 0.5 per Mtok;'
+        ' output = 1.5 per Mtok }\nclass chat { rate = 0.5 /s per gpu; prompt = 600 tokens;'
+        ' output = 250 tokens; patience = 15 s }\n', encoding="utf-8")
+    doc = tmp_path / "plan.json"
+    solved = runner.invoke(main_app, ["solve", str(policy), "--json", str(doc), "-q"])
+    assert solved.exit_code == 0, solved.output
+    cluster = json.loads(doc.read_text())["cluster"]
+    assert cluster["tau_mix"] == pytest.approx(calib.alpha + calib.beta * 256, rel=1e-12)
+    assert cluster["gamma"] == pytest.approx(calib.gamma, rel=1e-12)
 
 
 def test_plans_validate_their_fields() -> None:

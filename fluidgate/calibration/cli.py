@@ -42,7 +42,7 @@ MEASURE_HELP = (
     " perf_counter on a CPU. The CSV records the median and p10/p90 per shape, and the"
     " device, library versions, model shape and date as comment lines. Nothing is"
     " downloaded.\n\n"
-    "Needs PyTorch: pip install 'fluidgate[calibrate]'.\n\n"
+    "Needs PyTorch: pip install -e '.[calibrate]' in the fluidgate checkout.\n\n"
     "Example: fluidgate calibrate measure --model qwen3-8b --mixed-batches 0,16,63 -o m.csv"
 )
 IMPORT_HELP = (

@@ -68,6 +68,16 @@ class Calibration:
     mix_decodes: float | None  # the fixed b of the mixed data when its b-slope is borrowed
     derived_ci95: dict[str, tuple[float, float]] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    measured_chunks: tuple[float, float] | None = None  # smallest and largest chunk measured
+
+    @property
+    def chunk_range_origin(self) -> str:
+        """Where the secant's chunk range came from, in words, for every message about it."""
+        if self.measured_chunks is None:
+            return "--chunk-range"
+        return _range_origin(
+            None if self.chunk_range == self.measured_chunks else self.chunk_range,
+            self.measured_chunks)
 
     def tau_mix_at(self, chunk: Array | float) -> Array:
         """τ_mix(C, B−1): the fitted curve, with the decode-slope extension when b was fixed."""
@@ -112,22 +122,29 @@ def calibrate(data: MeasurementSet, options: FitOptions | None = None) -> Calibr
     max_batch = options.max_batch or int(b.max())
     if max_batch < 2:
         raise FitError(f"--max-batch must be at least 2, got {max_batch}")
-    lo, hi = options.chunk_range or (float(mc.min()), float(mc.max()))
+    measured = (float(mc.min()), float(mc.max()))
+    lo, hi = options.chunk_range or measured
     if not 0 < lo < hi:
         raise FitError(f"the chunk range needs 0 < LO < HI, got {lo:g} {hi:g}")
+    where = _range_origin(options.chunk_range, measured)
     fixed_b = None if "m_decode" in mix.form.names else float(mix.b[0])
 
-    draft = Calibration(solo, mix, max_batch, (lo, hi), 0, 0, 0, 0, 0, fixed_b)
+    draft = Calibration(solo, mix, max_batch, (lo, hi), 0, 0, 0, 0, 0, fixed_b,
+                        measured_chunks=measured)
     alpha, beta, gamma, tau_b, gap = _derive(solo.values, mix.values, draft)
     if not beta >= 0:
         raise FitError(
             f"τ_mix(C, {max_batch - 1}) falls as the chunk grows over {lo:g}..{hi:g} tokens"
-            f" (β = {beta:.3g} s/token); check the data or pass a wider --chunk-range"
+            f" ({where}; β = {beta:.3g} s/token); check the data or pass a wider --chunk-range"
         )
     if not alpha > 0:
         raise FitError(
-            f"the secant over {lo:g}..{hi:g} tokens crosses zero (α = {alpha:.3g} s): the"
-            " curve bends too much for one line; narrow --chunk-range to the chunks you serve"
+            f"the secant over {lo:g}..{hi:g} tokens ({where}) crosses zero"
+            f" (α = {alpha:.3g} s): the curve bends too much for one line there; "
+            + ("pass --chunk-range LO HI with the narrower range of chunks you serve"
+               if options.chunk_range is None else
+               "narrow --chunk-range to the chunks you serve, inside the measured ones, or"
+               " leave it out to use the measured range")
         )
     if not gamma > 0:
         raise FitError(f"τ_solo({max_batch}) = {tau_b:.3g} s is not positive")
@@ -144,9 +161,18 @@ def calibrate(data: MeasurementSet, options: FitOptions | None = None) -> Calibr
         fixed_b,
         _derived_ci(draft),
         (),
+        measured,
     )
     warnings += _quality_warnings(result, b, mb, mc)
     return replace(result, warnings=tuple(dict.fromkeys(warnings)))
+
+
+def _range_origin(given: tuple[float, float] | None, measured: tuple[float, float]) -> str:
+    """Say which chunk range a secant used: the default (what was measured) or the option,
+    with the measured chunks alongside, since a range fitted outside them is a guess."""
+    if given is None:
+        return "the measured chunk range, the default"
+    return f"from --chunk-range; the data measured chunks {measured[0]:g}..{measured[1]:g}"
 
 
 def _screen(

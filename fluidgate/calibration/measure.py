@@ -30,7 +30,7 @@ from fluidgate.calibration.csvformat import (
 )
 from fluidgate.calibration.decoder import BatchShape
 
-INSTALL_HINT = "pip install 'fluidgate[calibrate]'"
+INSTALL_HINT = "pip install -e '.[calibrate]' in the fluidgate checkout"
 
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 DtypeChoice = Literal["auto", "float32", "bfloat16", "float16"]

@@ -141,7 +141,7 @@ def render(cal: Calibration, console: Console) -> None:
 
     derived = Table(
         title=f"LP constants at B = {cal.max_batch}, chunks"
-        f" {cal.chunk_range[0]:g}..{cal.chunk_range[1]:g} tokens",
+        f" {cal.chunk_range[0]:g}..{cal.chunk_range[1]:g} tokens ({cal.chunk_range_origin})",
         title_justify="left",
     )
     for col in ("constant", "value", "95% CI", "meaning"):

@@ -1,4 +1,4 @@
-"""Gurobi backend (optional): `pip install 'fluidgate[gurobi]'`.
+"""Gurobi backend (optional): `pip install -e '.[gurobi]'` in the fluidgate checkout.
 
 The licence inside the gurobipy wheel limits a model to 2,000 variables and 2,000 linear
 constraints, and only says so at `optimize()` (error 10010); that case gets its own message
@@ -35,8 +35,8 @@ class GurobiSolver:
             import gurobipy as gp
         except ImportError:
             return Availability(
-                False, "gurobipy is not installed (pip install 'fluidgate[gurobi]'), or use "
-                       "--solver highs")
+                False, "gurobipy is not installed (pip install -e '.[gurobi]' in the fluidgate "
+                       "checkout), or use --solver highs")
         try:
             env = gp.Env(empty=True)
             env.setParam("OutputFlag", 0)

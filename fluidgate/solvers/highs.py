@@ -59,7 +59,8 @@ class HighsSolver:
         try:
             import highspy  # noqa: F401
         except ImportError:
-            return Availability(False, "highspy is not installed (pip install highspy)")
+            return Availability(
+                False, "highspy is not installed (pip install -e . in the fluidgate checkout)")
         return Availability(True)
 
     def _load(self, lp: MatrixLP, options: SolveOptions) -> Any:
