@@ -242,4 +242,4 @@ def test_a_given_chunk_range_that_fails_names_the_measured_one() -> None:
     default = calibrate(_rows(solo, [(0, c, 0.02 + 1e-4 * c) for c in (32, 64, 128, 256)]),
                         FitOptions(max_batch=2))
     assert default.chunk_range == (32, 256)
-    assert default.chunk_range_origin == "the measured chunk range, the default"
+    assert default.chunk_range_note == "chunks 32..256: the measured range (the default)"

@@ -71,13 +71,16 @@ class Calibration:
     measured_chunks: tuple[float, float] | None = None  # smallest and largest chunk measured
 
     @property
-    def chunk_range_origin(self) -> str:
-        """Where the secant's chunk range came from, in words, for every message about it."""
+    def chunk_range_note(self) -> str:
+        """One short line: the secant's chunk range and where it came from."""
+        lo, hi = self.chunk_range
+        head = f"chunks {lo:g}..{hi:g}"
         if self.measured_chunks is None:
-            return "--chunk-range"
-        return _range_origin(
-            None if self.chunk_range == self.measured_chunks else self.chunk_range,
-            self.measured_chunks)
+            return f"{head}: from --chunk-range"
+        if self.chunk_range == self.measured_chunks:
+            return f"{head}: the measured range (the default)"
+        mlo, mhi = self.measured_chunks
+        return f"{head}: from --chunk-range (measured: {mlo:g}..{mhi:g})"
 
     def tau_mix_at(self, chunk: Array | float) -> Array:
         """τ_mix(C, B−1): the fitted curve, with the decode-slope extension when b was fixed."""

@@ -141,7 +141,7 @@ def render(cal: Calibration, console: Console) -> None:
 
     derived = Table(
         title=f"LP constants at B = {cal.max_batch}, chunks"
-        f" {cal.chunk_range[0]:g}..{cal.chunk_range[1]:g} tokens ({cal.chunk_range_origin})",
+        f" {cal.chunk_range[0]:g}..{cal.chunk_range[1]:g} tokens",
         title_justify="left",
     )
     for col in ("constant", "value", "95% CI", "meaning"):
@@ -163,6 +163,7 @@ def render(cal: Calibration, console: Console) -> None:
         f"line vs τ_mix(C, {cal.max_batch - 1}), relative",
     )
     console.print(derived)
+    console.print(cal.chunk_range_note, style="dim", highlight=False)
     for warning in cal.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
 
