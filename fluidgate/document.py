@@ -96,12 +96,12 @@ def _document(sol: Solution) -> dict[str, Any]:
             "wait": cs.wait,
             "ttft": _num(cs.ttft),
             "tpot": _num(cs.tpot),
-            "p_solo": _num(cs.p_solo),
-            "prefill_gpus": c.gpus * cs.x,
-            "decodes_mixed": c.gpus * cs.y_m,
-            "decodes_solo": c.gpus * cs.y_s,
-            "prefill_queue": c.gpus * cs.q_p,
-            "decode_queue": c.gpus * cs.q_d,
+            "p_solo": cs.p_solo,
+            "prefill_gpus": cs.prefill_gpus,
+            "decodes_mixed": cs.decodes_mixed,
+            "decodes_solo": cs.decodes_solo,
+            "prefill_queue": cs.prefill_queue,
+            "decode_queue": cs.decode_queue,
         }
     for o in sol.slos:
         doc["slos"].append({

@@ -9,20 +9,14 @@ from fluidgate.formulations.slo_compile import LinearRow, compile_all
 from fluidgate.model import Policy, service_rates
 
 
-def _symbol(sp: Any, name: str, classes: tuple[str, ...]) -> Any:
-    if "__" in name:
-        var, idx = name.split("__")
-        return sp.Symbol(f"{var}[{classes[int(idx)]}]")
-    return sp.Symbol(name)
-
-
 def row_expression(row: LinearRow, policy: Policy) -> Any:
     """The row as a SymPy relation over readable variable names, coefficients rounded."""
     import sympy as sp
 
     names = policy.class_names
     lhs = sp.Add(*[
-        sp.Float(coef, 6) * _symbol(sp, name, names) for name, coef in sorted(row.coeffs.items())
+        sp.Float(coef, 6) * sp.Symbol(col.label(names))
+        for col, coef in sorted(row.coeffs.items(), key=lambda item: item[0].label())
     ])
     rhs = sp.Float(row.rhs, 6)
     if row.slo.soft:

@@ -8,7 +8,6 @@ simulator cannot disagree about what `μ_p` means.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
@@ -24,17 +23,94 @@ class Objective(StrEnum):
     SERVED = "served"
 
 
+class CurveForm(StrEnum):
+    """The shapes an iteration-time curve takes (`calibration/curves.py` fits all but the
+    first two; inline policies imply those)."""
+
+    CONSTANT = "constant"  # τ = c0 (an inline τ_solo)
+    AFFINE_IN_C = "affine-in-C"  # τ = c0 + c_chunk·C (an inline α + β·C)
+    QUADRATIC_IN_C = "quadratic-in-C"  # + c_chunk2·C²
+    AFFINE = "affine"  # solo: c + a·b; mixed: m0 + m_chunk·C + m_decode·b
+    QUADRATIC = "quadratic"  # mixed: m0 + m_chunk·C + m_chunk2·C² + m_decode·b
+    HINGE = "hinge"  # solo: c + a·max(0, b − b0)
+
+
+# calibration coefficient name -> IterationCurve field, per form
+_CURVE_TERMS: dict[CurveForm, dict[str, str]] = {
+    CurveForm.CONSTANT: {"c": "c0"},
+    CurveForm.AFFINE_IN_C: {"m0": "c0", "m_chunk": "c_chunk"},
+    CurveForm.QUADRATIC_IN_C: {"m0": "c0", "m_chunk": "c_chunk", "m_chunk2": "c_chunk2"},
+    CurveForm.AFFINE: {"c": "c0", "a": "c_batch", "m0": "c0", "m_chunk": "c_chunk",
+                       "m_decode": "c_batch"},
+    CurveForm.QUADRATIC: {"m0": "c0", "m_chunk": "c_chunk", "m_chunk2": "c_chunk2",
+                          "m_decode": "c_batch"},
+    CurveForm.HINGE: {"c": "c0", "a": "c_batch", "b0": "b0"},
+}
+
+
+def curve_time(c0: float, c_chunk: float, c_chunk2: float, c_batch: float, b0: float,
+               chunk: float, batch: float) -> float:
+    """`τ(C, b) = c0 + c_chunk·C + c_chunk2·C² + c_batch·max(0, b − b0)` seconds.
+
+    Every `CurveForm` is this one expression with some coefficients at 0 (affine in b is the
+    hinge at b0 = 0), so an iteration-level simulator can compile it once (plain floats in,
+    a float out: `numba.njit` takes it as it is) and feed it `IterationCurve.coefficients`.
+    """
+    return c0 + c_chunk * chunk + c_chunk2 * chunk * chunk + c_batch * max(0.0, batch - b0)
+
+
+@dataclass(frozen=True, slots=True)
+class IterationCurve:
+    """One iteration-time curve in seconds, as plain coefficients of `curve_time`."""
+
+    form: CurveForm
+    c0: float
+    c_chunk: float = 0.0
+    c_chunk2: float = 0.0
+    c_batch: float = 0.0
+    b0: float = 0.0
+
+    @property
+    def coefficients(self) -> tuple[float, float, float, float, float]:
+        return (self.c0, self.c_chunk, self.c_chunk2, self.c_batch, self.b0)
+
+    def time(self, chunk: float, batch: float) -> float:
+        """Seconds per iteration carrying a `chunk`-token prefill chunk and `batch` decodes."""
+        return curve_time(*self.coefficients, chunk, batch)
+
+    @classmethod
+    def from_fit(cls, form: str, coefficients: dict[str, float]) -> IterationCurve:
+        """A calibration file's curve (`curves.solo` / `curves.mixed`); ValueError in words
+        when the form or its coefficient names are not ones fluidgate fits."""
+        try:
+            kind = CurveForm(form)
+        except ValueError:
+            raise ValueError(f"unknown curve form {form!r}") from None
+        terms = _CURVE_TERMS[kind]
+        unknown = sorted(set(coefficients) - set(terms))
+        if unknown or not coefficients:
+            raise ValueError(f"form {form!r} has no coefficient(s) {', '.join(unknown)}"
+                             if unknown else f"form {form!r} has no coefficients")
+        return cls(kind, **{terms[k]: float(v) for k, v in coefficients.items()})
+
+
 @dataclass(frozen=True, slots=True)
 class IterationTime:
-    """`τ_mix(C) = alpha + beta·C` seconds and `τ_solo` seconds, where the constants came from.
+    """`τ_mix(C) = alpha + beta·C` seconds and `τ_solo` seconds, where the constants came from,
+    and the full curves behind them for models finer than the LP's.
 
-    `source` is `"inline"` or the path of the calibration file the policy referenced.
+    `source` is `"inline"` or the path of the calibration file the policy referenced. The LP
+    only needs the constants; an iteration-level simulator needs `τ_solo(b)` and `τ_mix(C, b)`
+    (`solo_curve`, `mixed_curve`): the calibrated curves when the file has them, otherwise the
+    flat and affine curves the constants imply.
     """
 
     alpha: float
     beta: float
     tau_solo: float
     source: str = "inline"
+    calibrated_mixed: IterationCurve | None = None
+    calibrated_solo: IterationCurve | None = None
 
     def tau_mix(self, chunk: float) -> float:
         return self.alpha + self.beta * chunk
@@ -42,6 +118,20 @@ class IterationTime:
     @property
     def gamma(self) -> float:
         return 1.0 / self.tau_solo
+
+    @property
+    def mixed_curve(self) -> IterationCurve:
+        """`τ_mix(C, b)`: calibrated, or `α + β·C` whatever the batch."""
+        if self.calibrated_mixed is not None:
+            return self.calibrated_mixed
+        return IterationCurve(CurveForm.AFFINE_IN_C, self.alpha, c_chunk=self.beta)
+
+    @property
+    def solo_curve(self) -> IterationCurve:
+        """`τ_solo(b)` (chunk 0): calibrated, or the constant `τ_solo`."""
+        if self.calibrated_solo is not None:
+            return self.calibrated_solo
+        return IterationCurve(CurveForm.CONSTANT, self.tau_solo)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,32 +192,6 @@ def service_rates(cluster: Cluster, cls: WorkloadClass) -> Rates:
         mu_p=cluster.chunk / (cls.prompt * tau),
         mu_m=1.0 / (cls.output * tau),
         mu_s=cluster.gamma / cls.output,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class RevenueCoefficients:
-    """Money per GPU per second earned per unit of the class's `x`, `y_m` and `y_s`.
-
-    The one definition of DESIGN.md §2's two objectives, shared by the LP objective, the
-    `revenue` metric of SLOs and the revenue reported after a solve.
-    """
-
-    x: float
-    y_m: float
-    y_s: float
-
-
-def revenue_coefficients(
-    cluster: Cluster, cls: WorkloadClass, pricing: PricingMode
-) -> RevenueCoefficients:
-    if pricing == "bundled":  # w_i per completion: completions = μ_m·y_m + μ_s·y_s
-        r = service_rates(cluster, cls)
-        return RevenueCoefficients(0.0, cls.bundled_price * r.mu_m, cls.bundled_price * r.mu_s)
-    return RevenueCoefficients(  # prefill tokens at c_p, decode tokens at c_d
-        cls.price_input * cluster.chunk / cluster.tau,
-        cls.price_output / cluster.tau,
-        cls.price_output * cluster.gamma,
     )
 
 
@@ -201,7 +265,3 @@ class Policy:
     def class_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.classes)
 
-
-def mixed_gpu_count(gpus: int, mixed_share: float) -> int:
-    """Static planning: `⌈n·Σx⌉`, robust to the solver's last-digit noise."""
-    return min(gpus, max(0, math.ceil(gpus * mixed_share - 1e-7)))

@@ -14,17 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fluidgate.model import Policy
-from fluidgate.solution import (
-    ClassSolution,
-    ClusterPlan,
-    Solution,
-    class_solutions,
-    revenue_per_gpu,
-)
+from fluidgate.solution import PlanReadback, Solution, read_plan
 from fluidgate.solvers.base import SolveOptions, Solver, SolverResult, TerminationStatus
 from fluidgate.solvers.registry import get_solver
 
 if TYPE_CHECKING:
+    from fluidgate.formulations.columns import Var
     from fluidgate.formulations.matrix import CompiledLP
     from fluidgate.solvers.scaling import Scaling
     from fluidgate.verify import Failure, Verification
@@ -77,24 +72,24 @@ def solve_policy(
             timings["diagnose"] = time.perf_counter() - t3
         return Solution(policy, backend.name, result.status, result.message, timings=timings,
                         conflict=conflict, verification=check)
-    assert outcome.values is not None and outcome.classes is not None
-    classes, plan, warnings = outcome.classes
-    revenue = revenue_per_gpu(policy, outcome.values)
-    slos, penalty = read_slos(lp, compiled, result, outcome.values, classes, revenue)
+    assert outcome.values is not None and outcome.readback is not None
+    readback = outcome.readback
+    slos, penalty = read_slos(lp, compiled, result, outcome.values, readback.metrics)
     return Solution(
         policy=policy,
         solver=backend.name,
         status=result.status,
         message=result.message,
         objective=result.objective,
-        revenue_rate=revenue,
+        revenue_rate=readback.revenue_rate,
         penalty=penalty,
-        classes=classes,
-        plan=plan,
+        classes=readback.classes,
+        plan=readback.plan,
         slos=tuple(slos),
-        warnings=tuple(warnings),
+        warnings=readback.warnings,
         timings=timings,
         verification=check,
+        metrics=readback.metrics,
     )
 
 
@@ -102,8 +97,8 @@ def solve_policy(
 class _Outcome:
     result: SolverResult
     verification: Verification | None = None
-    values: dict[str, list[float]] | None = None
-    classes: tuple[tuple[ClassSolution, ...], ClusterPlan, list[str]] | None = None
+    values: dict[Var, list[float]] | None = None
+    readback: PlanReadback | None = None
 
 
 RETRY_HINT = ("try --solver gurobi (or highs), or bring the policy's numbers closer to "
@@ -134,10 +129,10 @@ def _solve_verified(
                                     col_size=scaling.col, row_size=scaling.row_size)
             assert check.x is not None
             values = compiled.variable_values(check.x, len(policy.classes))
-            classes = class_solutions(policy, values)
-            check = check.with_failures(verify_plan(policy, classes[0]))
+            readback = read_plan(policy, values)
+            check = check.with_failures(verify_plan(policy, readback.classes))
             result = dataclasses.replace(result, x=check.x)
-            last = _Outcome(result, check, values, classes)
+            last = _Outcome(result, check, values, readback)
             claim = "an optimal plan"
         elif result.status in (TerminationStatus.INFEASIBLE,
                                TerminationStatus.INFEASIBLE_OR_UNBOUNDED):

@@ -111,7 +111,6 @@ def _rest_of_classes(sol: Solution, shown: Sequence[ClassSolution]) -> Text | No
 
 
 def _class_sheets(sol: Solution, shown: Sequence[ClassSolution]) -> list[Sheet]:
-    n = sol.policy.cluster.gpus
     key = [Column("class", left=True)]
     what = Sheet("What the plan does, per class (cluster-wide)", key, [
         Column(h) for h in ("arrive/s", "admit/s", "serve/s", "abandon", "TTFT", "TPOT")])
@@ -123,10 +122,9 @@ def _class_sheets(sol: Solution, shown: Sequence[ClassSolution]) -> list[Sheet]:
         what.rows.append(([name], [
             _fmt(cs.arrivals), _fmt(cs.admitted), _fmt(cs.served), _pct(cs.abandonment),
             _ms(cs.ttft), _ms(cs.tpot)]))
-        to_solo = "—" if cs.p_solo is None else f"{cs.p_solo * 100:.1f}%"
         where.rows.append(([name], [
-            _fmt(n * cs.x), _fmt(n * cs.y_m), _fmt(n * cs.y_s), _fmt(n * cs.q_p),
-            _fmt(n * cs.q_d), to_solo]))
+            _fmt(cs.prefill_gpus), _fmt(cs.decodes_mixed), _fmt(cs.decodes_solo),
+            _fmt(cs.prefill_queue), _fmt(cs.decode_queue), f"{cs.p_solo * 100:.1f}%"]))
     return [what, where]
 
 

@@ -9,16 +9,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fluidgate.conflict import Conflict
-from fluidgate.model import Policy, mixed_gpu_count, revenue_coefficients, service_rates
+from fluidgate.controllers.plan import ClusterPlan, static_plan
+from fluidgate.formulations.columns import Var
+from fluidgate.metrics import ClassMetrics, ClassParams, MetricReport, metric_report, plan_flow
+from fluidgate.model import Policy
 from fluidgate.solvers.base import TerminationStatus
 from fluidgate.verify import Verification
 
+__all__ = ["ClassSolution", "ClusterPlan", "Conflict", "PlanReadback", "SloOutcome",
+           "Solution", "read_plan"]
+
 QUEUE_TOL = 1e-7
+
+# LP values per class, by variable: what `CompiledLP.variable_values` returns
+LpValues = dict[Var, list[float]]
 
 
 @dataclass(frozen=True, slots=True)
 class ClassSolution:
-    """LP values per GPU (`x`, `y_m`, `y_s`, `q_p`, `q_d`) and cluster-wide consequences."""
+    """LP values per GPU (`x`, `y_m`, `y_s`, `q_p`, `q_d`), the same cluster-wide (`n·x`, …:
+    what an operator and a controller count), and the class's metrics at the optimum."""
 
     name: str
     x: float
@@ -26,6 +36,11 @@ class ClassSolution:
     y_s: float
     q_p: float
     q_d: float
+    prefill_gpus: float  # n·x: GPUs prefilling this class
+    decodes_mixed: float  # n·y_m
+    decodes_solo: float  # n·y_s
+    prefill_queue: float  # n·q_p: requests waiting for prefill
+    decode_queue: float  # n·q_d: prefilled requests waiting for a decode slot
     arrivals: float  # req/s, cluster
     admitted: float  # req/s, cluster
     served: float  # req/s, cluster
@@ -33,21 +48,11 @@ class ClassSolution:
     wait: float  # s
     ttft: float | None  # s; None for a class the plan never admits
     tpot: float | None  # s per output token; None when the class decodes nowhere
-    p_solo: float | None  # share of this class's decodes on solo GPUs; None if never served
+    p_solo: float  # share of this class's decodes routed to solo GPUs (1 if it completes none)
 
     @property
     def lp_values(self) -> dict[str, float]:
         return {"x": self.x, "y_m": self.y_m, "y_s": self.y_s, "q_p": self.q_p, "q_d": self.q_d}
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterPlan:
-    gpus: int
-    max_batch: int
-    chunk: float
-    mixed_share: float  # Σx
-    mixed_gpus: int  # ⌈n·Σx⌉
-    solo_gpus: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +91,7 @@ class Solution:
     # the check of the solver's answer in the policy's own units (fluidgate.verify); an
     # optimal Solution always carries a passed one
     verification: Verification | None = None
+    metrics: MetricReport | None = None  # every metric of the language at the optimum
 
     @property
     def optimal(self) -> bool:
@@ -96,52 +102,52 @@ class Solution:
         return None if self.objective is None else self.objective * self.policy.cluster.gpus
 
 
-def revenue_per_gpu(policy: Policy, values: dict[str, list[float]]) -> float:
-    """Money per GPU per second at these LP values, whatever the policy maximises."""
-    total = 0.0
-    for i, cls in enumerate(policy.classes):
-        k = revenue_coefficients(policy.cluster, cls, policy.pricing)
-        total += k.x * values["x"][i] + k.y_m * values["y_m"][i] + k.y_s * values["y_s"][i]
-    return total
+@dataclass(frozen=True)
+class PlanReadback:
+    """Everything read off one optimum's LP values, once: per-class values and metrics, the
+    static plan, every metric of the language, and warnings."""
+
+    classes: tuple[ClassSolution, ...]
+    plan: ClusterPlan
+    metrics: MetricReport
+    warnings: tuple[str, ...]
+
+    @property
+    def revenue_rate(self) -> float:
+        """Money per GPU per second, whatever the policy maximises."""
+        return self.metrics.revenue / self.plan.gpus
 
 
-def class_solutions(
-    policy: Policy, values: dict[str, list[float]]
-) -> tuple[tuple[ClassSolution, ...], ClusterPlan, list[str]]:
+def read_plan(policy: Policy, values: LpValues) -> PlanReadback:
     """Turn per-class LP values into operator quantities, the static plan, and warnings."""
     c = policy.cluster
     n = c.gpus
+    K = range(len(policy.classes))
+    flows = [plan_flow(ClassParams.of(c, cls), *(values[v][i] for v in
+                                                  (Var.X, Var.Y_M, Var.Y_S, Var.Q_P, Var.Q_D)))
+             for i, cls in zip(K, policy.classes, strict=True)]
+    metrics = metric_report(policy, flows)
     out: list[ClassSolution] = []
     warnings: list[str] = []
-    for i, cls in enumerate(policy.classes):
-        r = service_rates(c, cls)
-        x, ym, ys = values["x"][i], values["y_m"][i], values["y_s"][i]
-        qp, qd = values["q_p"][i], values["q_d"][i]
-        decode_mixed, decode_solo = r.mu_m * ym, r.mu_s * ys
-        served = decode_mixed + decode_solo
-        tokens_per_s = ym / c.tau + c.gamma * ys
-        wait = qp / cls.rate
-        out.append(
-            ClassSolution(
-                name=cls.name,
-                x=x, y_m=ym, y_s=ys, q_p=qp, q_d=qd,
-                arrivals=n * cls.rate,
-                admitted=n * r.mu_p * x,
-                served=n * served,
-                abandonment=cls.theta * (qp + qd) / cls.rate,
-                wait=wait,
-                ttft=wait + cls.prompt * c.tau / c.chunk if x > QUEUE_TOL else None,
-                tpot=(ym + ys) / tokens_per_s if tokens_per_s > 0 else None,
-                p_solo=decode_solo / served if served > 0 else None,
-            )
-        )
+    for i, cls, m in zip(K, policy.classes, metrics.classes, strict=True):
+        x, ym, ys = values[Var.X][i], values[Var.Y_M][i], values[Var.Y_S][i]
+        qp, qd = values[Var.Q_P][i], values[Var.Q_D][i]
+        out.append(_class_solution(m, n, x, ym, ys, qp, qd))
         if qd > QUEUE_TOL:
             warnings.append(
                 f"class '{cls.name}' keeps a standing decode backlog of {n * qd:.3g} requests "
                 "(prefilled requests waiting for a decode slot): in a real engine that is KV-cache "
                 "memory held by requests that make no progress"
             )
-    share = sum(values["x"])
-    mixed = mixed_gpu_count(n, share)
-    plan = ClusterPlan(n, c.max_batch, c.chunk, share, mixed, n - mixed)
-    return tuple(out), plan, warnings
+    plan = static_plan(c, float(sum(values[Var.X])))
+    return PlanReadback(tuple(out), plan, metrics, tuple(warnings))
+
+
+def _class_solution(m: ClassMetrics, n: int, x: float, ym: float, ys: float, qp: float,
+                    qd: float) -> ClassSolution:
+    return ClassSolution(
+        name=m.name, x=x, y_m=ym, y_s=ys, q_p=qp, q_d=qd,
+        prefill_gpus=n * x, decodes_mixed=n * ym, decodes_solo=n * ys,
+        prefill_queue=n * qp, decode_queue=n * qd,
+        arrivals=m.rate, admitted=m.admitted, served=m.served, abandonment=m.abandonment,
+        wait=m.wait, ttft=m.ttft, tpot=m.tpot, p_solo=m.p_solo)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fluidgate.diagnostics import PolicyError
+from fluidgate.formulations.columns import Column, Var
 from fluidgate.formulations.slo_compile import compile_all
 from fluidgate.pipeline import solve_policy
 from fluidgate.sli_dsl.loader import parse_policy
@@ -56,10 +57,12 @@ def test_tpot_row_coefficients_by_hand() -> None:
     """tpot(c) ≤ T ⇔ (1 − T/τ)·y_m + (1 − Tγ)·y_s ≤ 0; loosening T moves it by −(y_m/τ + γy_s)."""
     pol = parse_policy(with_slo(REFERENCE, "tpot(decode_heavy) <= 25 ms")).policy
     (row,) = compile_all(pol).rows
-    assert row.coeffs == pytest.approx({"y_m__0": 1 - 0.025 / TAU, "y_s__0": 1 - 0.025 * GAMMA})
+    assert row.coeffs == pytest.approx({Column(Var.Y_M, 0): 1 - 0.025 / TAU,
+                                        Column(Var.Y_S, 0): 1 - 0.025 * GAMMA})
     assert row.rhs == pytest.approx(0.0, abs=1e-15)
+    assert row.slack_constant == pytest.approx(0.0, abs=1e-15)
     assert row.slack_gradient == pytest.approx(
-        {"": 0.0, "y_m__0": -1 / TAU, "y_s__0": -GAMMA})
+        {Column(Var.Y_M, 0): -1 / TAU, Column(Var.Y_S, 0): -GAMMA})
 
 
 def test_ttft_and_served_rows_by_hand() -> None:
@@ -68,11 +71,11 @@ def test_ttft_and_served_rows_by_hand() -> None:
     )).policy
     ttft, served = compile_all(pol).rows
     # q_p/λ + Pτ/C ≤ 2  →  2·q_p ≤ 2 − 300τ/256
-    assert ttft.coeffs == pytest.approx({"q_p__0": 2.0})
+    assert ttft.coeffs == pytest.approx({Column(Var.Q_P, 0): 2.0})
     assert ttft.rhs == pytest.approx(2 - 300 * TAU / 256)
     # n(μ_m y_m + μ_s y_s) ≥ 0.4·n  →  −500·μ_m·y_m − 500·μ_s·y_s ≤ −200
     assert served.coeffs == pytest.approx(
-        {"y_m__1": -500 / (400 * TAU), "y_s__1": -500 * GAMMA / 400})
+        {Column(Var.Y_M, 1): -500 / (400 * TAU), Column(Var.Y_S, 1): -500 * GAMMA / 400})
     assert served.rhs == pytest.approx(-200.0)
 
 

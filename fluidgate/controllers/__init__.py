@@ -1,1 +1,1 @@
-"""What the optimum means to an operator: the cluster plan and the solution report."""
+"""What leaves the solver for production: the static plan and the controller spec."""

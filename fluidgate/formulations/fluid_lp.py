@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from fluidgate.model import Objective, Policy, Rates, revenue_coefficients, service_rates
-
-VARIABLES = ("x", "y_m", "y_s", "q_p", "q_d")
+from fluidgate.formulations.columns import CLASS_VARS
+from fluidgate.metrics import revenue_coefficients
+from fluidgate.model import Objective, Policy, Rates, service_rates
 
 
 @dataclass
@@ -60,8 +60,8 @@ def build_fluid_lp(policy: Policy) -> FluidLP:
     rates = [service_rates(c, cls) for cls in policy.classes]
     m = pyo.ConcreteModel(name=policy.name)
     m.K = pyo.RangeSet(0, len(policy.classes) - 1)
-    for name in VARIABLES:
-        setattr(m, name, pyo.Var(m.K, domain=pyo.NonNegativeReals))
+    for name in CLASS_VARS:
+        setattr(m, name.value, pyo.Var(m.K, domain=pyo.NonNegativeReals))
     for i, cls in enumerate(policy.classes):
         if cls.theta == 0.0:  # nobody leaves: queues carry no flow, pin them for clean reports
             m.q_p[i].fix(0.0)

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from fluidgate.formulations.fluid_lp import VARIABLES, FluidLP
+from fluidgate.formulations.columns import CLASS_VARS, SPREAD_VARS, Column, Var, column_of
+from fluidgate.formulations.fluid_lp import FluidLP
 from fluidgate.solvers.base import CscMatrix, MatrixLP
 
 
@@ -32,15 +33,27 @@ class RowRef:
 class CompiledLP:
     matrix: MatrixLP
     rows: list[RowRef]
-    columns: list[tuple[str, object]]
+    columns: list[tuple[str, object]]  # (Pyomo component, index): equal to a `Column`
 
-    def variable_values(self, x: np.ndarray, size: int) -> dict[str, list[float]]:
+    def column_index(self) -> dict[Column, int]:
+        """Solver column of each LP variable the compiler kept (others are fixed at 0).
+
+        SLO and violation columns are left out: they are read by row, not by name.
+        """
+        out: dict[Column, int] = {}
+        for j, (name, idx) in enumerate(self.columns):
+            col = column_of(name, idx)
+            if col is not None:
+                out[col] = j
+        return out
+
+    def variable_values(self, x: np.ndarray, size: int) -> dict[Var, list[float]]:
         """Per-class values of the LP variables (x, y_m, y_s, q_p, q_d), in one pass; 0 for
         entries that are not columns (fixed at 0)."""
-        out = {name: [0.0] * size for name in VARIABLES}
-        for j, (var, idx) in enumerate(self.columns):
-            if var in out and isinstance(idx, int):
-                out[var][idx] = float(x[j])
+        out = {var: [0.0] * size for var in CLASS_VARS}
+        for col, j in self.column_index().items():
+            if col.var in out and col.cls_index is not None:
+                out[col.var][col.cls_index] = float(x[j])
         return out
 
 
@@ -126,25 +139,25 @@ def column_magnitudes(lp: FluidLP, compiled: CompiledLP) -> np.ndarray:
     """
     policy = lp.policy
     B = float(policy.cluster.max_batch)
-    size: dict[str, list[float]] = {name: [] for name in VARIABLES}
+    size: dict[Var, list[float]] = {var: [] for var in CLASS_VARS}
     for cls, r in zip(policy.classes, lp.rates, strict=True):
         lam = cls.rate
         admitted = min(lam, r.mu_p)  # requests/s: at most every GPU prefilling the class
         x = admitted / r.mu_p
-        size["x"].append(x)
-        size["y_m"].append(min((B - 1.0) * x, admitted / r.mu_m))
-        size["y_s"].append(min(B, admitted / r.mu_s))
-        size["q_p"].append(lam / cls.theta if cls.theta > 0 else 0.0)
-        size["q_d"].append(admitted / cls.theta if cls.theta > 0 else 0.0)
+        size[Var.X].append(x)
+        size[Var.Y_M].append(min((B - 1.0) * x, admitted / r.mu_m))
+        size[Var.Y_S].append(min(B, admitted / r.mu_s))
+        size[Var.Q_P].append(lam / cls.theta if cls.theta > 0 else 0.0)
+        size[Var.Q_D].append(admitted / cls.theta if cls.theta > 0 else 0.0)
     weights = [c.weight for c in policy.classes]
-    pools = {
-        "prefill": max(v / w for v, w in zip(size["x"], weights, strict=True)),
-        "decode": max(v / w for v, w in zip(size["y_s"], weights, strict=True)),
-    }
+    epigraph: dict[Var, float] = {}
+    for hi, lo, var in SPREAD_VARS.values():  # hi, lo bound the class's share over weight
+        epigraph[hi] = epigraph[lo] = max(
+            v / w for v, w in zip(size[var], weights, strict=True))
     out = np.full(len(compiled.columns), np.nan)
-    for j, (var, idx) in enumerate(compiled.columns):
-        if var in size and isinstance(idx, int):
-            out[j] = size[var][idx]
-        elif var.startswith(("hi_", "lo_")) and var[3:] in pools:
-            out[j] = pools[var[3:]]
+    for col, j in compiled.column_index().items():
+        if col.cls_index is not None:
+            out[j] = size[col.var][col.cls_index]
+        elif col.var in epigraph:
+            out[j] = epigraph[col.var]
     return out

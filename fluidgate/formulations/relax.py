@@ -2,7 +2,7 @@
 
 A compiled SLO row loosened by `s` (in the constraint's own units) reads
 `N(v) − s·D(v) ≤ 0`, with `N(v) = a·v − r` the row at `s = 0` and `D(v) = −∂row/∂s ≥ 0`
-(`LinearRow.slack_gradient`). With the row switched off and everything else held, the
+(`LinearRow.slack_constant` and `slack_gradient`). With the row switched off and everything else held, the
 feasible `s` form a half-line `[s*, ∞)`, and
 
     s* = min N(v) / D(v)   over the plans v the other rows allow.
@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fluidgate.formulations.columns import Column
 from fluidgate.formulations.matrix import CompiledLP
 from fluidgate.formulations.slo_compile import LinearRow
 from fluidgate.solvers.base import FloatArray, SolveOptions, Solver, TerminationStatus
@@ -41,15 +42,14 @@ class _Affine:
         return float(self.coef @ x) + self.const
 
 
-def _affine(compiled: CompiledLP, terms: dict[str, float], const: float) -> _Affine:
-    """A linear form over named LP variables (`x__0`, `hi_prefill`) as a column vector;
-    variables that are not columns are fixed at 0 and drop out."""
-    index = {(f"{var}__{idx}" if isinstance(idx, int) else var): j
-             for j, (var, idx) in enumerate(compiled.columns)}
+def _affine(compiled: CompiledLP, terms: dict[Column, float], const: float) -> _Affine:
+    """A linear form over LP columns as a column vector; variables that are not columns are
+    fixed at 0 and drop out."""
+    index = compiled.column_index()
     coef = np.zeros(len(compiled.columns))
-    for name, value in terms.items():
-        j = index.get(name)
-        if name and j is not None:
+    for col, value in terms.items():
+        j = index.get(col)
+        if j is not None:
             coef[j] += value
     return _Affine(coef, const)
 
@@ -104,7 +104,7 @@ def loosening(row: LinearRow, compiled: CompiledLP, elastic: ElasticRow) -> floa
     feasible; for an equality, the feasible shift nearest 0. None when no shift helps."""
     n = _affine(compiled, row.coeffs, -row.rhs)
     grad = row.slack_gradient
-    d = _affine(compiled, {k: -v for k, v in grad.items()}, -grad.get("", 0.0))
+    d = _affine(compiled, {k: -v for k, v in grad.items()}, -row.slack_constant)
     low = elastic.min_ratio(n, d)
     if low is None:
         return None

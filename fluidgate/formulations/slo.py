@@ -8,18 +8,18 @@ variables `hi ≥ x_i/w_i ≥ lo`, so a bound on `hi − lo` bounds the largest 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from fluidgate.diagnostics import PolicyError
+from fluidgate.formulations.columns import SPREAD_VARS, Column, Var
 from fluidgate.formulations.fluid_lp import FluidLP
 from fluidgate.formulations.matrix import CompiledLP
-from fluidgate.formulations.slo_compile import SPREAD_VARS, LinearRow, compile_all
-from fluidgate.model import BinOp, Const, Expr, MetricRef, Neg, Policy
-from fluidgate.solution import ClassSolution, SloOutcome
+from fluidgate.formulations.slo_compile import LinearRow, compile_all
+from fluidgate.metrics import Metric, MetricReport
+from fluidgate.model import BinOp, Const, Expr, MetricRef, Neg
+from fluidgate.solution import SloOutcome
 from fluidgate.solvers.base import SolverResult
 
 BINDING_TOL = 1e-6
@@ -39,17 +39,16 @@ def add_slos(lp: FluidLP) -> list[LinearRow]:
     rows = compiled.rows
     pools = sorted({p for r in rows for p in r.uses_spread})
     for pool in pools:
-        hi, lo = SPREAD_VARS[pool]
-        var = "x" if pool == "prefill" else "y_s"
-        setattr(m, hi, pyo.Var(domain=pyo.Reals))
-        setattr(m, lo, pyo.Var(domain=pyo.Reals))
+        hi, lo, var = SPREAD_VARS[pool]
+        setattr(m, hi.value, pyo.Var(domain=pyo.Reals))
+        setattr(m, lo.value, pyo.Var(domain=pyo.Reals))
         weights = [c.weight for c in policy.classes]
-        setattr(m, f"{hi}_bound", pyo.Constraint(
-            m.K, rule=lambda mm, i, v=var, h=hi, w=weights: getattr(mm, v)[i] / w[i]
-            <= getattr(mm, h)))
-        setattr(m, f"{lo}_bound", pyo.Constraint(
-            m.K, rule=lambda mm, i, v=var, lw=lo, w=weights: getattr(mm, lw)
-            <= getattr(mm, v)[i] / w[i]))
+        setattr(m, f"{hi.value}_bound", pyo.Constraint(
+            m.K, rule=lambda mm, i, v=var, h=hi, w=weights: _var(mm, Column(v, i)) / w[i]
+            <= _var(mm, Column(h))))
+        setattr(m, f"{lo.value}_bound", pyo.Constraint(
+            m.K, rule=lambda mm, i, v=var, lw=lo, w=weights: _var(mm, Column(lw))
+            <= _var(mm, Column(v, i)) / w[i]))
     soft = [k for k, r in enumerate(rows) if r.slo.soft]
     m.SLO = pyo.RangeSet(0, len(rows) - 1)
     m.SOFT = pyo.Set(initialize=soft)
@@ -78,53 +77,17 @@ def add_slos(lp: FluidLP) -> list[LinearRow]:
     return rows
 
 
-def _var(m: Any, name: str) -> Any:
-    if "__" in name:
-        var, idx = name.split("__")
-        return getattr(m, var)[int(idx)]
-    return getattr(m, name)
+def _var(m: Any, col: Column) -> Any:
+    component = getattr(m, col.var.value)
+    return component if col.cls_index is None else component[col.cls_index]
 
 
-@dataclass(frozen=True)
-class _Readback:
-    """What evaluating SLO sides needs from one solution: LP values per GPU, the per-class
-    operator quantities already computed by `class_solutions`, and the revenue rate."""
-
-    policy: Policy
-    values: dict[str, list[float]]
-    classes: dict[str, ClassSolution]
-    revenue: float
-
-
-def _metric_value(rb: _Readback, m: MetricRef) -> float | None:
-    c, values = rb.policy.cluster, rb.values
-    K = range(len(rb.policy.classes))
-    if m.name == "mixed_gpus":
-        return sum(values["x"])
-    if m.name == "spread":
-        var = "x" if m.arg == "prefill" else "y_s"
-        scaled = [values[var][i] / rb.policy.classes[i].weight for i in K]
-        return max(scaled) - min(scaled)
-    if m.name == "revenue":
-        return rb.revenue * c.gpus
-    if m.name == "tpot" and m.arg is None:
-        num = sum(values["y_m"][i] + values["y_s"][i] for i in K)
-        den = sum(values["y_m"][i] / c.tau + c.gamma * values["y_s"][i] for i in K)
-        return num / den if den > 0 else None
-    assert m.arg is not None
-    cs = rb.classes[m.arg]
-    return {
-        "rate": cs.arrivals, "admitted": cs.admitted, "served": cs.served,
-        "abandonment": cs.abandonment, "wait": cs.wait, "ttft": cs.ttft, "tpot": cs.tpot,
-    }[m.name]
-
-
-def _evaluate(rb: _Readback, e: Expr) -> float | None:
+def _evaluate(rb: MetricReport, e: Expr) -> float | None:
     """Numeric value of an SLO side at a solution (None where a ratio is undefined)."""
     if isinstance(e, Const):
         return e.value
     if isinstance(e, MetricRef):
-        return _metric_value(rb, e)
+        return rb.value(Metric(e.name), e.arg)
     if isinstance(e, Neg):
         v = _evaluate(rb, e.operand)
         return None if v is None else -v
@@ -146,24 +109,22 @@ def read_slos(
     lp: FluidLP,
     compiled: CompiledLP,
     result: SolverResult,
-    values: dict[str, list[float]],
-    classes: Sequence[ClassSolution],
-    revenue: float,
+    values: dict[Var, list[float]],
+    metrics: MetricReport,
 ) -> tuple[list[SloOutcome], float]:
     """Each SLO's achieved value, bound, slack and shadow price, and the total soft-SLO
     penalty subtracted from the objective."""
     assert result.x is not None and result.row_duals is not None
     x = result.x
-    col_index = {name: j for j, name in enumerate(compiled.matrix.col_names)}
+    col_index = {name: j for j, name in enumerate(compiled.columns)}
+    lp_columns = compiled.column_index()
     duals = {ref.index: float(result.row_duals[r]) for r, ref in enumerate(compiled.rows)
              if ref.component == "slo"}
-    rb = _Readback(lp.policy, values, {cs.name: cs for cs in classes}, revenue)
 
-    def val(name: str) -> float:
-        if "__" in name:
-            var, idx = name.split("__")
-            return values[var][int(idx)]
-        j = col_index.get(name)
+    def val(col: Column) -> float:
+        if col.cls_index is not None:
+            return values[col.var][col.cls_index]
+        j = lp_columns.get(col)
         return float(x[j]) if j is not None else 0.0
 
     outcomes: list[SloOutcome] = []
@@ -172,17 +133,16 @@ def read_slos(
         slo = row.slo
         violation = None
         if slo.soft:
-            violation = _column_value(col_index, x, f"violation[{k}]")
+            violation = _column_value(col_index, x, ("violation", k))
             if row.equality:
-                violation += _column_value(col_index, x, f"violation_below[{k}]")
+                violation += _column_value(col_index, x, ("violation_below", k))
             penalties += slo.penalty * violation
-        lhs, rhs = _evaluate(rb, slo.lhs), _evaluate(rb, slo.rhs)
+        lhs, rhs = _evaluate(metrics, slo.lhs), _evaluate(metrics, slo.rhs)
         slack = None
         if lhs is not None and rhs is not None:
             slack = (rhs - lhs) if slo.op == "<=" else (lhs - rhs) if slo.op == ">=" else 0.0
         dual = duals.get(k, 0.0)
-        grad = row.slack_gradient.get("", 0.0) + sum(
-            c * val(n) for n, c in row.slack_gradient.items() if n)
+        grad = row.slack_constant + sum(c * val(col) for col, c in row.slack_gradient.items())
         shadow = -dual * grad if math.isfinite(dual) else None
         if slack is not None and rhs is not None:
             binding = abs(slack) <= BINDING_TOL * max(1.0, abs(rhs))
@@ -197,7 +157,8 @@ def read_slos(
     return outcomes, penalties
 
 
-def _column_value(col_index: dict[str, int], x: np.ndarray, column: str) -> float:
+def _column_value(col_index: dict[tuple[str, object], int], x: np.ndarray,
+                  column: tuple[str, object]) -> float:
     """A column's value by name; 0 for a variable the compiler left out (fixed at 0)."""
     j = col_index.get(column)
     return float(x[j]) if j is not None else 0.0

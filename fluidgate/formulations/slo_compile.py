@@ -15,27 +15,29 @@ coefficients are lambdified. Each concrete constraint is then a few float evalua
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fluidgate import metrics as mx
 from fluidgate.diagnostics import Diagnostic, Span
-from fluidgate.model import (
-    Const,
-    Expr,
-    MetricRef,
-    Neg,
-    Policy,
-    SloConstraint,
-    revenue_coefficients,
-    service_rates,
-)
+from fluidgate.formulations.columns import CLASS_VARS, SPREAD_VARS, Column
+from fluidgate.metrics import ClassFlow, ClassParams, Metric, Pool
+from fluidgate.model import Const, Expr, MetricRef, Neg, Policy, SloConstraint
 
-CLASS_PARAMS = ("lam", "theta", "prompt", "mu_p", "mu_m", "mu_s")
-# aggregate linear forms over all classes, expanded when a template is instantiated
+CLASS_PARAMS = tuple(f.name for f in dataclasses.fields(ClassParams))
+
+
+# Cluster-wide metrics are sums over classes; a template keeps each as one symbol (so its shape
+# does not depend on the number of classes) and expands it into per-class terms when
+# instantiated (`SloCompiler._summand`).
 AGGREGATES = ("mixed_share", "revenue_pg", "tpot_num", "tpot_den")
-SPREAD_VARS = {"prefill": ("hi_prefill", "lo_prefill"), "decode": ("hi_decode", "lo_decode")}
+
+# A term of a template row: a per-class variable in a slot (`Column(var, slot)`), a scalar
+# variable (`Column(var, None)`), or an aggregate (its name).
+_Key = Column | str
 
 
 class SloCompileError(Exception):
@@ -46,19 +48,20 @@ class SloCompileError(Exception):
 
 @dataclass(frozen=True)
 class LinearRow:
-    """`Σ coeffs[v]·v (≤ | =) rhs` over variables named like `x__0` or `hi_prefill`.
+    """`Σ coeffs[c]·c (≤ | =) rhs` over LP columns.
 
-    `slack_gradient` is ∂(row)/∂s per variable (key "" for the constant part); at the
-    optimum, shadow price = −dual · gradient(x*). A hard row with no coefficients holds
-    whatever the plan (e.g. an abandonment cap on a class without patience): `trivial`.
+    `slack_constant + Σ slack_gradient[c]·c` is ∂(row)/∂s; at the optimum, shadow price =
+    −dual · that gradient at x*. A hard row with no coefficients holds whatever the plan
+    (e.g. an abandonment cap on a class without patience): `trivial`.
     """
 
     slo: SloConstraint
-    coeffs: dict[str, float]
+    coeffs: dict[Column, float]
     rhs: float
     equality: bool
-    slack_gradient: dict[str, float]
-    uses_spread: tuple[str, ...]
+    slack_constant: float
+    slack_gradient: dict[Column, float]
+    uses_spread: tuple[Pool, ...]
 
     @property
     def trivial(self) -> bool:
@@ -69,10 +72,11 @@ class LinearRow:
 class _Template:
     slots: int
     n_consts: int
-    row_fns: dict[str, Callable[..., float]]  # var symbol name -> coefficient fn
+    row_fns: dict[_Key, Callable[..., float]]  # term -> coefficient fn
     const_fn: Callable[..., float]
-    grad_fns: dict[str, Callable[..., float]]
-    spreads: tuple[str, ...]
+    grad_const_fn: Callable[..., float]
+    grad_fns: dict[_Key, Callable[..., float]]
+    spreads: tuple[Pool, ...]
 
 
 def _shape(e: Expr, slots: dict[str, int], consts: list[float], in_den: bool) -> tuple[Any, ...]:
@@ -102,9 +106,11 @@ class SloCompiler:
         self.sp = sympy
         self.policy = policy
         self.index = {c.name: i for i, c in enumerate(policy.classes)}
-        self.rates = [service_rates(policy.cluster, c) for c in policy.classes]
+        self.params = [ClassParams.of(policy.cluster, c) for c in policy.classes]
         self._templates: dict[tuple[Any, ...], _Template] = {}
         self._errors: dict[tuple[Any, ...], Diagnostic] = {}
+        self._terms: dict[Any, _Key] = {}  # SymPy symbol -> the LP term it stands for
+        self._aggregates: dict[tuple[str, int], list[tuple[Column, float]]] = {}
 
     # --- symbolic building blocks ------------------------------------------------------
     def _sym(self, name: str, positive: bool = False) -> Any:
@@ -112,42 +118,48 @@ class SloCompiler:
             return self.sp.Symbol(name, positive=True)
         return self.sp.Symbol(name, nonnegative=True)
 
+    def _term(self, name: str, key: _Key) -> Any:
+        sym = self._sym(name)
+        self._terms[sym] = key
+        return sym
+
     def _p(self, name: str, slot: int) -> Any:
         return self._sym(f"{name}_{slot}", positive=name != "theta")
 
-    def _v(self, name: str, slot: int) -> Any:
-        return self._sym(f"{name}__{slot}")
+    def _flow(self, slot: int) -> tuple[ClassParams, ClassFlow]:
+        """The class in `slot` as symbols: its parameters and the flow of its LP variables."""
+        p = ClassParams(*(self._p(name, slot) for name in CLASS_PARAMS))
+        cols = [self._term(f"{v.value}__{slot}", Column(v, slot)) for v in CLASS_VARS]
+        return p, mx.plan_flow(p, *cols)
 
     def _metric(self, name: str, arg: Any) -> Any:
-        sp, c = self.sp, self.policy.cluster
-        n, tau, gamma = c.gpus, c.tau, c.gamma
-        if name == "mixed_gpus":
-            return self._sym("mixed_share")
-        if name == "revenue":
-            return n * self._sym("revenue_pg")
-        if name == "spread":
-            hi, lo = SPREAD_VARS[arg]
-            return self._sym(hi) - self._sym(lo)
-        if name == "tpot" and arg is None:
-            return self._sym("tpot_num") / self._sym("tpot_den")
-        j = arg
-        x, ym, ys = self._v("x", j), self._v("y_m", j), self._v("y_s", j)
-        qp, qd = self._v("q_p", j), self._v("q_d", j)
-        lam, theta = self._p("lam", j), self._p("theta", j)
-        if name == "rate":
-            return n * lam
-        if name == "admitted":
-            return n * self._p("mu_p", j) * x
-        if name == "served":
-            return n * (self._p("mu_m", j) * ym + self._p("mu_s", j) * ys)
-        if name == "abandonment":
-            return theta * (qp + qd) / lam
-        if name == "wait":
-            return qp / lam
-        if name == "ttft":
-            return qp / lam + self._p("prompt", j) * sp.Float(tau / c.chunk)
-        if name == "tpot":
-            return (ym + ys) / (ym / sp.Float(tau) + sp.Float(gamma) * ys)
+        c = self.policy.cluster
+        n = c.gpus
+        metric = Metric(name)
+        if metric is Metric.MIXED_GPUS:
+            return self._term("mixed_share", "mixed_share")
+        if metric is Metric.REVENUE:
+            return n * self._term("revenue_pg", "revenue_pg")
+        if metric is Metric.SPREAD:
+            hi, lo, _ = SPREAD_VARS[arg]
+            return self._term(hi.value, Column(hi)) - self._term(lo.value, Column(lo))
+        if metric is Metric.TPOT and arg is None:
+            return mx.tpot(self._term("tpot_num", "tpot_num"), self._term("tpot_den", "tpot_den"))
+        p, f = self._flow(arg)
+        if metric is Metric.RATE:
+            return mx.rate(f, n)
+        if metric is Metric.ADMITTED:
+            return mx.admitted(f, n)
+        if metric is Metric.SERVED:
+            return mx.served(f, n)
+        if metric is Metric.ABANDONMENT:
+            return mx.abandonment(f)
+        if metric is Metric.WAIT:
+            return mx.wait(f)
+        if metric is Metric.TTFT:
+            return mx.ttft(f, p.prompt, c)
+        if metric is Metric.TPOT:
+            return mx.tpot(f.decoding, mx.token_rate(f, c))
         raise AssertionError(f"metric {name} has no linear form")
 
     def _build(self, shape: tuple[Any, ...]) -> Any:
@@ -186,7 +198,7 @@ class SloCompiler:
         e = (rhs - lhs if op == ">=" else lhs - rhs) - s
         num, den = sp.fraction(sp.together(e))
         var_syms = sorted(
-            (x for x in (num.free_symbols | den.free_symbols) if _is_variable(x.name)), key=str
+            (x for x in (num.free_symbols | den.free_symbols) if x in self._terms), key=str
         )
         den_vars = [v for v in var_syms if v in den.free_symbols]
         sign = _sign(sp, den, den_vars)
@@ -216,14 +228,14 @@ class SloCompiler:
             return sp.lambdify(args, expr, modules="math")  # type: ignore[no-any-return]
 
         zero = {v: 0 for v in var_syms}
-        row_fns = {str(v): fn(row0.coeff(v)) for v in var_syms if row0.coeff(v) != 0}
+        row_fns = {self._terms[v]: fn(row0.coeff(v)) for v in var_syms if row0.coeff(v) != 0}
         grad_poly = sp.Poly(grad, *var_syms) if var_syms else None
-        grad_fns = {str(v): fn(grad.coeff(v)) for v in var_syms if grad.coeff(v) != 0}
+        grad_fns = {self._terms[v]: fn(grad.coeff(v)) for v in var_syms if grad.coeff(v) != 0}
         if grad_poly is not None and grad_poly.total_degree() > 1:  # pragma: no cover
             raise SloCompileError(Diagnostic("internal: slack gradient is not linear", span))
-        grad_fns[""] = fn(grad.subs(zero))
-        spreads = tuple(p for p, (hi, _) in SPREAD_VARS.items() if hi in row_fns)
-        return _Template(slots, n_consts, row_fns, fn(row0.subs(zero)), grad_fns, spreads)
+        spreads = tuple(Pool(p) for p, (hi, _, _) in SPREAD_VARS.items() if Column(hi) in row_fns)
+        return _Template(slots, n_consts, row_fns, fn(row0.subs(zero)), fn(grad.subs(zero)),
+                         grad_fns, spreads)
 
     def compile(self, slo: SloConstraint) -> LinearRow:
         """Linearise one SLO or raise `SloCompileError` saying why it is not linear."""
@@ -244,21 +256,23 @@ class SloCompiler:
             self._templates[key] = tpl
         ordered = sorted(slots, key=slots.__getitem__)
         args = [v for name in ordered for v in self._class_params(self.index[name])] + consts
-        coeffs: dict[str, float] = {}
-        for sym, f in tpl.row_fns.items():
-            self._add(coeffs, sym, float(f(*args)), ordered)
-        gradient: dict[str, float] = {"": float(tpl.grad_fns[""](*args))}
-        for sym, f in tpl.grad_fns.items():
-            if sym:
-                self._add(gradient, sym, float(f(*args)), ordered)
+        coeffs: dict[Column, float] = {}
+        for term, f in tpl.row_fns.items():
+            self._add(coeffs, term, float(f(*args)), ordered)
+        slack_constant = float(tpl.grad_const_fn(*args))
+        gradient: dict[Column, float] = {}
+        for term, f in tpl.grad_fns.items():
+            self._add(gradient, term, float(f(*args)), ordered)
         for pool in tpl.spreads:
-            hi, lo = SPREAD_VARS[pool]
-            if slo.op == "==" or coeffs.get(hi, 0.0) < 0 or coeffs.get(lo, 0.0) > 0:
+            hi, lo, _ = SPREAD_VARS[pool]
+            if slo.op == "==" or coeffs.get(Column(hi), 0.0) < 0 or coeffs.get(Column(lo),
+                                                                                 0.0) > 0:
                 raise SloCompileError(Diagnostic(
                     f"spread({pool}) can only be bounded from above (a largest gap is convex, "
                     "a smallest gap is not)", slo.span))
         rhs = -float(tpl.const_fn(*args))
-        if not all(math.isfinite(v) for v in (rhs, *coeffs.values(), *gradient.values())):
+        if not all(math.isfinite(v) for v in (rhs, slack_constant, *coeffs.values(),
+                                              *gradient.values())):
             raise SloCompileError(Diagnostic("a number in this constraint is too large to "
                                              "represent", slo.span))
         if not slo.soft and not any(coeffs.values()):
@@ -267,47 +281,54 @@ class SloCompiler:
                 raise SloCompileError(Diagnostic(
                     "this constraint can never hold: it does not depend on the plan and is "
                     "false for these classes", slo.span))
-        return LinearRow(slo, coeffs, rhs, slo.op == "==", gradient, tpl.spreads)
+        return LinearRow(slo, coeffs, rhs, slo.op == "==", slack_constant, gradient,
+                         tpl.spreads)
 
     def _class_params(self, i: int) -> list[float]:
-        cls, r = self.policy.classes[i], self.rates[i]
-        return [cls.rate, cls.theta, cls.prompt, r.mu_p, r.mu_m, r.mu_s]
+        p = self.params[i]
+        return [float(getattr(p, name)) for name in CLASS_PARAMS]
 
-    def _add(self, out: dict[str, float], sym: str, value: float, ordered: list[str]) -> None:
-        """Accumulate a template coefficient onto concrete LP variables."""
+    def _add(self, out: dict[Column, float], term: _Key, value: float,
+             ordered: list[str]) -> None:
+        """Accumulate a template coefficient onto concrete LP columns."""
         if value == 0.0:
             return
-        if "__" in sym:
-            var, slot = sym.split("__")
-            name = f"{var}__{self.index[ordered[int(slot)]]}"
-            out[name] = out.get(name, 0.0) + value
+        if isinstance(term, str):
+            for col, coef in self._aggregate(term):
+                out[col] = out.get(col, 0.0) + value * coef
             return
-        if sym not in AGGREGATES:
-            out[sym] = out.get(sym, 0.0) + value
-            return
-        for name, coef in self._aggregate(sym):
-            out[name] = out.get(name, 0.0) + value * coef
+        col = term if term.cls_index is None else Column(term.var,
+                                                     self.index[ordered[term.cls_index]])
+        out[col] = out.get(col, 0.0) + value
 
-    def _aggregate(self, sym: str) -> list[tuple[str, float]]:
+    def _summand(self, name: str, i: int, f: ClassFlow) -> Any:
+        """Class i's term in the cluster-wide sum `name`, from the metric's definition."""
         pol = self.policy
-        c = pol.cluster
-        K = range(len(pol.classes))
-        if sym == "mixed_share":
-            return [(f"x__{i}", 1.0) for i in K]
-        if sym == "tpot_num":
-            return [(f"{v}__{i}", 1.0) for i in K for v in ("y_m", "y_s")]
-        if sym == "tpot_den":
-            return [t for i in K for t in ((f"y_m__{i}", 1.0 / c.tau), (f"y_s__{i}", c.gamma))]
-        out: list[tuple[str, float]] = []
-        for i, cls in enumerate(pol.classes):
-            k = revenue_coefficients(c, cls, pol.pricing)
-            out += [(f"x__{i}", k.x), (f"y_m__{i}", k.y_m), (f"y_s__{i}", k.y_s)]
+        if name == "mixed_share":
+            return mx.mixed_share([f])
+        if name == "revenue_pg":
+            return mx.class_revenue(f, pol.classes[i], pol.pricing, pol.cluster)
+        if name == "tpot_num":
+            return f.decoding
+        return mx.token_rate(f, pol.cluster)
+
+    def _aggregate(self, name: str) -> list[tuple[Column, float]]:
+        """The per-class terms of a cluster-wide sum, read off the metric's own definition
+        (it is linear in the LP variables, so its coefficients are its values at unit
+        vectors)."""
+        out: list[tuple[Column, float]] = []
+        for i, p in enumerate(self.params):
+            cached = self._aggregates.get((name, i))
+            if cached is None:
+                cached = []
+                for var in CLASS_VARS:
+                    unit = [1.0 if v is var else 0.0 for v in CLASS_VARS]
+                    coef = float(self._summand(name, i, mx.plan_flow(p, *unit)))
+                    if coef != 0.0:
+                        cached.append((Column(var, i), coef))
+                self._aggregates[(name, i)] = cached
+            out += cached
         return out
-
-
-def _is_variable(name: str) -> bool:
-    return ("__" in name and not name.startswith("slack")) or name in AGGREGATES or any(
-        name in pair for pair in SPREAD_VARS.values())
 
 
 def _sign(sp: Any, den: Any, den_vars: list[Any]) -> int | None:

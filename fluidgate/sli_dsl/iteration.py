@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fluidgate.diagnostics import DiagnosticBag, Span
-from fluidgate.model import Cluster, IterationTime
+from fluidgate.model import Cluster, IterationCurve, IterationTime
 from fluidgate.sli_dsl import syntax as sx
 from fluidgate.sli_dsl.evaluate import evaluate
 from fluidgate.sli_dsl.fields import fields, plausible, positive, value
@@ -73,7 +73,27 @@ def _load_iteration_file(
                   f"gamma = {calib.gamma:g} /s; expected alpha and 1/gamma between 1 us and "
                   "1 h, beta at most 1 s/token)", item.path_span)
         return None, None
-    return IterationTime(calib.alpha, calib.beta, 1.0 / calib.gamma, source=str(path)), calib
+    mixed = _curve(calib, "mixed", path, item.path_span, bag)
+    solo = _curve(calib, "solo", path, item.path_span, bag)
+    return IterationTime(calib.alpha, calib.beta, 1.0 / calib.gamma, source=str(path),
+                         calibrated_mixed=mixed, calibrated_solo=solo), calib
+
+
+def _curve(calib: CalibrationFile, name: str, path: Path, span: Span,
+           bag: DiagnosticBag) -> IterationCurve | None:
+    """The file's fitted curve, kept for an iteration-level simulator; the LP needs only the
+    constants, so a curve fluidgate cannot read is a warning (the simulator then uses the
+    curve the constants imply), not an error."""
+    fit = calib.curves.get(name)
+    if fit is None:
+        return None
+    try:
+        return IterationCurve.from_fit(fit.form, fit.coefficients)
+    except ValueError as exc:
+        bag.warning(f"calibration file '{path}': curve '{name}' is not usable ({exc}); an "
+                    f"iteration-level model will use the curve that alpha, beta and gamma "
+                    "imply", span)
+        return None
 
 
 def check_calibration_fit(

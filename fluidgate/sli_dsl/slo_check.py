@@ -13,51 +13,33 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fluidgate.diagnostics import Diagnostic, DiagnosticBag, Span, did_you_mean
+from fluidgate.metrics import CATALOGUE, Arity, Metric, MetricInfo, Pool, prefill_time
 from fluidgate.model import BinOp, Cluster, Const, Expr, MetricRef, Neg, Op, SloConstraint
 from fluidgate.sli_dsl import syntax as sx
 from fluidgate.sli_dsl.evaluate import quantity_value
 from fluidgate.sli_dsl.units import MONEY_RATE, NUMBER, RATE, TIME, TIME_PER_TOKEN, Dim
 
-
-@dataclass(frozen=True, slots=True)
-class MetricInfo:
-    dim: Dim
-    arg: str  # "class", "optional-class", "none", "pool"
-    ratio: bool = False
-
-
-METRICS: dict[str, MetricInfo] = {
-    "rate": MetricInfo(RATE, "class"),
-    "admitted": MetricInfo(RATE, "class"),
-    "served": MetricInfo(RATE, "class"),
-    "abandonment": MetricInfo(NUMBER, "class"),
-    "wait": MetricInfo(TIME, "class"),
-    "ttft": MetricInfo(TIME, "class"),
-    "tpot": MetricInfo(TIME, "optional-class", ratio=True),
-    "spread": MetricInfo(NUMBER, "pool"),
-    "mixed_gpus": MetricInfo(NUMBER, "none"),
-    "revenue": MetricInfo(MONEY_RATE, "none"),
-}
-POOLS = ("prefill", "decode")
+METRIC_NAMES = tuple(m.value for m in Metric)
+POOLS = tuple(p.value for p in Pool)
 TOO_DEEP = ("this expression is too deeply nested to check (a sum or product of about a "
             "thousand terms); split it into several constraints")
 
 
 def _check_metric(m: sx.Metric, classes: Sequence[str], bag: DiagnosticBag) -> MetricInfo | None:
-    info = METRICS.get(m.name)
-    if info is None:
-        bag.error(f"unknown metric '{m.name}'{did_you_mean(m.name, METRICS)}", m.name_span,
-                  hint=f"metrics are {', '.join(METRICS)}")
+    if m.name not in METRIC_NAMES:
+        bag.error(f"unknown metric '{m.name}'{did_you_mean(m.name, METRIC_NAMES)}", m.name_span,
+                  hint=f"metrics are {', '.join(METRIC_NAMES)}")
         return None
+    info = CATALOGUE[Metric(m.name)]
     arg_span = m.arg_span or m.span
-    if info.arg == "none" and m.arg is not None:
+    if info.arity is Arity.NONE and m.arg is not None:
         bag.error(f"'{m.name}' takes no argument", arg_span)
         return None
-    if info.arg == "class" and m.arg is None:
+    if info.arity is Arity.CLASS and m.arg is None:
         bag.error(f"'{m.name}' needs a class, like '{m.name}(all)' or "
                   f"'{m.name}({classes[0] if classes else 'chat'})'", m.span)
         return None
-    if info.arg == "pool":
+    if info.arity is Arity.POOL:
         if m.arg not in POOLS:
             got = f"'{m.arg}'" if m.arg else "nothing"
             bag.error(f"'spread' takes 'prefill' or 'decode', not {got}"
@@ -189,7 +171,7 @@ def _warn_unreachable_ttft(
         return
     names = list(prompts) if m.arg == "all" else [n for n in prompts if n == m.arg]
     for name in names:
-        prefill = prompts[name] * cluster.tau / cluster.chunk
+        prefill = float(prefill_time(prompts[name], cluster))
         if rhs.expr.value < prefill:
             bag.warning(f"the bound is below the prefill time of class '{name}' alone "
                         f"(P·τ/C = {prefill * 1e3:.4g} ms at chunk {cluster.chunk:g} tokens): "
