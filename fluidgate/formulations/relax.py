@@ -2,8 +2,8 @@
 
 A compiled SLO row loosened by `s` (in the constraint's own units) reads
 `N(v) − s·D(v) ≤ 0`, with `N(v) = a·v − r` the row at `s = 0` and `D(v) = −∂row/∂s ≥ 0`
-(`LinearRow.slack_constant` and `slack_gradient`). With the row switched off and everything else held, the
-feasible `s` form a half-line `[s*, ∞)`, and
+(`LinearRow.slack_constant` and `slack_gradient`). With the row switched off and everything
+else held, the feasible `s` form a half-line `[s*, ∞)`, and
 
     s* = min N(v) / D(v)   over the plans v the other rows allow.
 
