@@ -21,7 +21,7 @@ from fluidgate.formulations.matrix import column_magnitudes, compile_matrix
 from fluidgate.formulations.slo import add_slos
 from fluidgate.pipeline import solve_policy
 from fluidgate.sli_dsl.loader import load_policy
-from fluidgate.solution import class_solutions
+from fluidgate.solution import read_plan
 from fluidgate.solvers.base import SolveOptions, TerminationStatus
 from fluidgate.solvers.highs import HighsSolver
 from fluidgate.solvers.scaling import Scaling, power_of_two
@@ -110,7 +110,7 @@ def test_verification_catches_what_unscaled_highs_got_wrong() -> None:
     v = verify_solution(compiled.matrix, res.x, res.row_duals, res.objective,
                         col_size=scaling.col, row_size=scaling.row_size)
     values = compiled.variable_values(v.x, 1)
-    plan = verify_plan(lpm.policy, class_solutions(lpm.policy, values)[0])
+    plan = verify_plan(lpm.policy, read_plan(lpm.policy, values).classes)
     assert not v.ok or plan
     assert any(f.check is Check.PLAN and "serves more" in f.detail for f in plan)
     _, compiled, scaling, res = _unscaled("separate_extreme.sli")
