@@ -7,6 +7,7 @@ from typing import Any
 from fluidgate.diagnostics import PolicyError
 from fluidgate.formulations.slo_compile import LinearRow, compile_all
 from fluidgate.model import Policy, service_rates
+from fluidgate.wording import plural
 
 
 def row_expression(row: LinearRow, policy: Policy) -> Any:
@@ -32,7 +33,8 @@ def explain_policy(policy: Policy) -> str:
 
     c = policy.cluster
     out = [
-        f"policy '{policy.name}': {len(policy.classes)} classes, {policy.pricing} pricing, "
+        f"policy '{policy.name}': {plural(len(policy.classes), 'class')}, "
+        f"{policy.pricing} pricing, "
         f"maximise {policy.objective.value}",
         f"τ = {c.tau:.6g} s (mixed iteration at C = {c.chunk:g}), γ = {c.gamma:.6g} /s, "
         f"B = {c.max_batch}, n = {c.gpus}",

@@ -13,6 +13,8 @@ from typing import Annotated, Literal, NoReturn
 
 import typer
 
+from fluidgate.wording import plural
+
 app = typer.Typer(
     name="calibrate",
     help=(
@@ -213,7 +215,7 @@ def measure_command(
     except (MeasureError, ValueError) as exc:
         _fail(_first_line(exc))
     _write(lambda: write_csv(out, data), out)
-    _echo(f"wrote {len(data.rows)} measurements to {out} ({data.metadata['device']})")
+    _echo(f"wrote {plural(len(data.rows), 'measurement')} to {out} ({data.metadata['device']})")
 
 
 @app.command(
@@ -266,7 +268,7 @@ def import_command(
     _write(lambda: write_csv(out, data), out)
     kinds = {k: sum(r.kind == k for r in data.rows) for k in ("solo", "mixed", "prefill")}
     _echo(
-        f"wrote {len(data.rows)} measurements to {out} ("
+        f"wrote {plural(len(data.rows), 'measurement')} to {out} ("
         + ", ".join(f"{n} {k}" for k, n in kinds.items() if n)
         + ")"
     )
