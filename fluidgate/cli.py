@@ -35,10 +35,16 @@ app = typer.Typer(
         "admission-and-routing plan, and check it.\n\n"
         "Start with:  fluidgate check policy.sli  then  fluidgate solve policy.sli"
     ),
+    epilog=(
+        "\b\nExit status (every command; its --help lists those it uses):\n"
+        "  0  success\n  1  a bug in fluidgate (FLUIDGATE_DEBUG=1 shows the traceback)\n"
+        "  2  the input is wrong: a policy, a file or an option\n"
+        "  3  the policy is infeasible\n  4  the solver is unavailable or failed"
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    rich_markup_mode=None,  # Click's plain help: option names and metavars, no Python types
 )
 
 

@@ -1,7 +1,7 @@
 """The machine-readable solution (`fluidgate.solution/v1`), written atomically.
 
 Values are in base units (seconds, tokens, requests per second); LP variables are per GPU
-under their DESIGN.md names, operator quantities are cluster-wide. The policy's text hash
+under the names of docs/model.md, operator quantities are cluster-wide. The policy's text hash
 ties a document to the exact policy that produced it.
 """
 
