@@ -153,3 +153,23 @@ def test_help_texts_teach_the_workflow() -> None:
     assert "--enable-logging-iteration-details" in import_help.stdout
     measure_help = runner.invoke(app, ["measure", "--help"], terminal_width=200)
     assert "pip install -e '.[calibrate]'" in measure_help.stdout
+
+
+def test_measure_help_shows_the_sweep_defaults_of_both_plans() -> None:
+    """The help text is written out (importing the plans would slow every CLI start), so
+    check it against the plans themselves."""
+    from fluidgate.calibration.measure import CPU_PLAN, GPU_PLAN
+
+    text = " ".join(CliRunner().invoke(app, ["measure", "--help"], terminal_width=400)
+                    .stdout.split())
+
+    def csv(values: tuple[int, ...]) -> str:
+        return ",".join(map(str, values))
+
+    for field in ("batch_sizes", "chunks", "mixed_batches"):
+        gpu, cpu = getattr(GPU_PLAN, field), getattr(CPU_PLAN, field)
+        assert f"default {csv(gpu)} on a GPU, {csv(cpu)} on a CPU" in text, field
+    assert GPU_PLAN.context == CPU_PLAN.context == 1024 and "default 1024" in text
+    for field in ("warmup", "repeats", "passes"):
+        gpu, cpu = getattr(GPU_PLAN, field), getattr(CPU_PLAN, field)
+        assert f"default {gpu} on a GPU, {cpu} on a CPU" in text, field

@@ -129,26 +129,32 @@ def measure_command(
     batch_sizes: Annotated[
         str | None,
         typer.Option(
-            metavar="LIST", help="decode-only batch sizes b, e.g. 1,2,4,8,16,32,64,128 (τ_solo)"
+            metavar="LIST",
+            help="decode-only batch sizes b (τ_solo); default 1,2,4,8,16,32,64,128 on a GPU,"
+            " 1,2,4,8,16,32 on a CPU",
         ),
     ] = None,
     chunks: Annotated[
         str | None,
         typer.Option(
-            metavar="LIST", help="prefill chunk sizes C in tokens, e.g. 128,256,512 (τ_mix)"
+            metavar="LIST",
+            help="prefill chunk sizes C in tokens (τ_mix); default 128,256,512,1024,2048 on a"
+            " GPU, 32,64,128,256 on a CPU",
         ),
     ] = None,
     mixed_batches: Annotated[
         str | None,
         typer.Option(
             metavar="LIST",
-            help="decodes riding along each chunk, e.g. 0,16,63 (0: prefill-only batches)."
-            " Include B−1 for the B you will serve so τ_mix(C, B−1) is measured, not guessed",
+            help="decodes riding along each chunk (0: prefill-only batches); default 0,16,64,127"
+            " on a GPU, 0,8,31 on a CPU. Include B−1 for the B you will serve so τ_mix(C, B−1)"
+            " is measured, not guessed",
         ),
     ] = None,
     context: Annotated[
         int | None,
-        typer.Option(min=0, metavar="TOKENS", help="tokens already cached per decode stream"),
+        typer.Option(min=0, metavar="TOKENS",
+                     help="tokens already cached per decode stream; default 1024"),
     ] = None,
     prefix: Annotated[
         int,
@@ -157,10 +163,14 @@ def measure_command(
         ),
     ] = 0,
     warmup: Annotated[
-        int | None, typer.Option(min=0, metavar="N", help="untimed runs per shape")
+        int | None,
+        typer.Option(min=0, metavar="N",
+                     help="untimed runs per shape; default 5 on a GPU, 2 on a CPU"),
     ] = None,
     repeats: Annotated[
-        int | None, typer.Option(min=1, metavar="N", help="timed runs per shape")
+        int | None,
+        typer.Option(min=1, metavar="N",
+                     help="timed runs per shape; default 20 on a GPU, 15 on a CPU"),
     ] = None,
     passes: Annotated[
         int | None,
@@ -168,7 +178,8 @@ def measure_command(
             min=1,
             metavar="N",
             help="sweeps to spread the runs over, so a burst of load from"
-            " other processes hits every shape a little instead of one a lot",
+            " other processes hits every shape a little instead of one a lot; default 1 on a"
+            " GPU, 5 on a CPU",
         ),
     ] = None,
     threads: Annotated[
