@@ -171,7 +171,7 @@ def solve(
     solver: Annotated[SolverName, typer.Option(
         "--solver", "-s", case_sensitive=False, metavar="[highs|gurobi]",
         help="LP solver: highs (built in) or gurobi (needs gurobipy).")] = SolverName.HIGHS,
-    json_out: Annotated[Path | None, typer.Option(
+    json_out: Annotated[str | None, typer.Option(
         "--json", metavar="FILE", help="Also write the solution document "
         "(fluidgate.solution/v1) to FILE; '-' writes it to standard output instead of the "
         "table.", show_default=False)] = None,
@@ -206,6 +206,8 @@ def solve(
         _fail(f"error: unknown solver '{solver}'; choose one of {', '.join(SOLVER_NAMES)}",
               EXIT_INPUT)
     policy, warnings = _load(policy_file)
+    if json_out is not None:
+        _check_json_target(policy, json_out, policy_file)
     from fluidgate.pipeline import solve_policy
 
     for w in warnings:
@@ -234,17 +236,7 @@ def solve(
     finally:
         bar.stop()
     if json_out is not None:
-        from fluidgate.document import solution_document, write_solution
-
-        if str(json_out) == "-":
-            import json
-
-            typer.echo(json.dumps(solution_document(sol), indent=2))
-        else:
-            try:
-                write_solution(sol, json_out)
-            except OSError as exc:
-                _fail(f"error: cannot write '{json_out}': {exc.strerror or exc}", EXIT_INPUT)
+        _write_json(sol, json_out, _inputs(policy, policy_file))
     if sol.optimal:
         if not quiet and str(json_out) != "-":
             from fluidgate.report import render_solution
@@ -262,6 +254,35 @@ def solve(
               "unbounded revenue, so please report this policy as a fluidgate bug", EXIT_SOLVER)
     _fail(f"error: {sol.solver} did not solve the policy: {sol.message} "
           f"(status {sol.status.value})", EXIT_SOLVER)
+
+
+def _inputs(policy: Policy, policy_file: Path) -> list[str | Path]:
+    """The files a solve reads: an output may be none of them."""
+    inputs: list[str | Path] = [policy_file]
+    if policy.cluster.iteration.source != "inline":
+        inputs.append(policy.cluster.iteration.source)
+    return inputs
+
+
+def _check_json_target(policy: Policy, target: str, policy_file: Path) -> None:
+    """Refuse a `--json` target before solving, not after a long solve."""
+    from fluidgate.atomic import OutputError, check_output
+
+    try:
+        check_output(target, inputs=_inputs(policy, policy_file), allow_stdout=True)
+    except OutputError as exc:
+        _fail(f"error: {exc}", EXIT_INPUT)
+
+
+def _write_json(sol: Solution, target: str, inputs: list[str | Path]) -> None:
+    """The document goes to `target` under `fluidgate.atomic`'s rules (exit 2 on refusal)."""
+    from fluidgate.atomic import OutputError
+    from fluidgate.document import write_solution
+
+    try:
+        write_solution(sol, target, inputs=inputs)
+    except OutputError as exc:
+        _fail(f"error: {exc}", EXIT_INPUT)
 
 
 def _infeasible_message(sol: Solution) -> str:

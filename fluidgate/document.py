@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from fluidgate import __version__
-from fluidgate.atomic import write_text_atomic
+from fluidgate.atomic import write_output
 from fluidgate.conflict import Conflict
 from fluidgate.solution import Solution
 
@@ -147,6 +148,13 @@ def conflict_document(conflict: Conflict) -> dict[str, Any]:
     }
 
 
-def write_solution(sol: Solution, path: str | Path) -> Path:
-    text = json.dumps(solution_document(sol), indent=2, sort_keys=False, allow_nan=False)
-    return write_text_atomic(path, text + "\n")
+def solution_json(sol: Solution) -> str:
+    """The document as the JSON text every writer uses (file or standard output)."""
+    return json.dumps(solution_document(sol), indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
+def write_solution(
+    sol: Solution, path: str | Path, *, inputs: Sequence[str | Path] = ()
+) -> Path | None:
+    """Write under `fluidgate.atomic`'s rules; `-` is standard output (then None)."""
+    return write_output(path, solution_json(sol), inputs=inputs, allow_stdout=True)

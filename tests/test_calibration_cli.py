@@ -87,7 +87,7 @@ def test_fit_takes_sarathi_files_directly(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["fit", "does-not-exist.csv"], "no such file"),
+        (["fit", "does-not-exist.csv"], "does not exist"),
         (["fit", "{tmp}/trace.csv"], "unrecognised input"),
         (["fit", "{fixtures}/sglang_server.log"], "no batches with a prefill chunk"),
         (["fit", "{tmp}/few.csv"], "too few"),

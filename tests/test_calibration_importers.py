@@ -157,7 +157,7 @@ def test_unrecognised_and_missing_files_are_errors(tmp_path: Path) -> None:
     other.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n1,2,3\n")
     with pytest.raises(MeasurementError, match="unrecognised input"):
         load(other)
-    with pytest.raises(MeasurementError, match="no such file"):
+    with pytest.raises(MeasurementError, match="does not exist"):
         load(tmp_path / "absent.csv")
     empty = tmp_path / "empty.log"
     empty.write_text("")

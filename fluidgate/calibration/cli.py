@@ -7,7 +7,7 @@ Input problems end as one `error: ...` line on stderr and exit status 2, never a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal, NoReturn
 
@@ -105,8 +105,8 @@ def _int_list(text: str, option: str, minimum: int) -> tuple[int, ...]:
 )
 def measure_command(
     out: Annotated[
-        Path, typer.Option("--out", "-o", metavar="FILE", help="measurement CSV to write")
-    ] = Path("measurements.csv"),
+        str, typer.Option("--out", "-o", metavar="FILE", help="measurement CSV to write")
+    ] = "measurements.csv",
     model: Annotated[
         str,
         typer.Option(
@@ -192,7 +192,7 @@ def measure_command(
     progress: Annotated[bool, typer.Option(help="show a progress bar (on standard error)")] = True,
 ) -> None:
     """Run the sweep with the options applied over the device's default plan."""
-    from fluidgate.calibration.csvformat import write_csv
+    from fluidgate.calibration.csvformat import render_csv
     from fluidgate.calibration.measure import (
         CPU_PLAN,
         GPU_PLAN,
@@ -203,6 +203,7 @@ def measure_command(
         require_torch,
     )
 
+    _check_target(out)
     try:
         torch = require_torch()
         base = GPU_PLAN if pick_device(torch, device).type == "cuda" else CPU_PLAN
@@ -225,7 +226,7 @@ def measure_command(
         data = measure(model, plan, device, dtype, seed, progress, threads)
     except (MeasureError, ValueError) as exc:
         _fail(_first_line(exc))
-    _write(lambda: write_csv(out, data), out)
+    _write(out, render_csv(data))
     _echo(f"wrote {plural(len(data.rows), 'measurement')} to {out} ({data.metadata['device']})")
 
 
@@ -248,8 +249,8 @@ def import_command(
         typer.Argument(hidden=True, metavar="FILE", show_default=False),
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", metavar="FILE", help="measurement CSV to write")
-    ] = Path("measurements.csv"),
+        str, typer.Option("--out", "-o", metavar="FILE", help="measurement CSV to write")
+    ] = "measurements.csv",
     model: Annotated[
         str | None,
         typer.Option(metavar="NAME", help="model to pick from a Splitwise or DistServe file"),
@@ -268,15 +269,16 @@ def import_command(
     ] = 1024,
 ) -> None:
     """Read one file in the named (or recognised) format and write our CSV."""
-    from fluidgate.calibration.csvformat import MeasurementError, write_csv
+    from fluidgate.calibration.csvformat import MeasurementError, render_csv
     from fluidgate.calibration.importers import load
     from fluidgate.calibration.published import Selection
 
+    _check_target(out, [file])
     try:
         data = load(file, fmt, Selection(model, hardware, tp, context))
     except MeasurementError as exc:
         _fail(str(exc))
-    _write(lambda: write_csv(out, data), out)
+    _write(out, render_csv(data), inputs=[file])
     kinds = {k: sum(r.kind == k for r in data.rows) for k in ("solo", "mixed", "prefill")}
     _echo(
         f"wrote {plural(len(data.rows), 'measurement')} to {out} ("
@@ -299,8 +301,8 @@ def fit_command(
         typer.Argument(hidden=True, metavar="FILE"),
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", metavar="FILE", help="calibration JSON to write")
-    ] = Path("calib.json"),
+        str, typer.Option("--out", "-o", metavar="FILE", help="calibration JSON to write")
+    ] = "calib.json",
     max_batch: Annotated[
         int | None,
         typer.Option(
@@ -319,7 +321,7 @@ def fit_command(
         ),
     ] = None,
     plot: Annotated[
-        Path | None, typer.Option(metavar="FILE", help="also draw the fit to this PNG")
+        str | None, typer.Option(metavar="FILE", help="also draw the fit to this PNG")
     ] = None,
     solo_form: Annotated[
         Literal["auto", "affine", "hinge"],
@@ -357,9 +359,12 @@ def fit_command(
     from fluidgate.calibration.importers import load_many
     from fluidgate.calibration.published import Selection
     from fluidgate.calibration.report import calibration_file, render
-    from fluidgate.calibration.schema import save_calibration
+    from fluidgate.calibration.schema import dump_calibration
 
     options = FitOptions(max_batch, chunk_range, solo_form, mix_form, not keep_outliers)
+    _check_target(out, files)
+    if plot is not None:
+        _check_target(plot, [*files, out])
     try:
         data = load_many(files, Selection(model, hardware, tp, context))
         result = calibrate(data, options)
@@ -367,24 +372,38 @@ def fit_command(
         _fail(str(exc))
     render(result, Console())
     calibration = calibration_file(result, data, files, options)
-    _write(lambda: save_calibration(out, calibration), out)
+    _write(out, dump_calibration(calibration), inputs=files)
     _echo(
         f"wrote {out}: alpha={result.alpha:.6g} s, beta={result.beta:.6g} s/token,"
         f" gamma={result.gamma:.6g} /s"
     )
     if plot is not None:
-        from fluidgate.calibration.plot import write_png
+        from fluidgate.calibration.plot import render_png
 
-        _write(lambda: write_png(plot, result, title=", ".join(p.name for p in files)), plot)
+        _write(plot, render_png(result, title=", ".join(p.name for p in files)),
+               inputs=[*files, out])
         _echo(f"wrote {plot}")
 
 
-def _write(action: Callable[[], object], path: Path) -> None:
-    """Run a file-writing action; an unwritable path is the user's input problem, not a bug."""
+def _check_target(path: str, inputs: Sequence[Path | str] = ()) -> None:
+    """Refuse an output before the work, not after a sweep or a fit."""
+    from fluidgate.atomic import OutputError, check_output
+
     try:
-        action()
-    except OSError as exc:
-        _fail(f"cannot write {path}: {exc.strerror or exc}")
+        check_output(path, inputs=inputs)
+    except OutputError as exc:
+        _fail(str(exc))
+
+
+def _write(path: str, data: str | bytes, inputs: Sequence[Path | str] = ()) -> None:
+    """Write one output under `fluidgate.atomic`'s rules; a refusal is the user's input
+    problem (exit 2), not a bug."""
+    from fluidgate.atomic import OutputError, write_output
+
+    try:
+        write_output(path, data, inputs=inputs)
+    except OutputError as exc:
+        _fail(str(exc))
 
 
 def _first_line(exc: BaseException) -> str:

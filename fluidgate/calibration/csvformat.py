@@ -177,12 +177,12 @@ def parse_csv(text: str, name: str) -> MeasurementSet:
 
 
 def read_csv(path: Path) -> MeasurementSet:
+    from fluidgate.reads import InputKind, ReadError, read_text_input
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise MeasurementError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MeasurementError(f"{path}: cannot read it ({exc})") from None
+        text = read_text_input(path, InputKind.MEASUREMENTS)
+    except ReadError as exc:
+        raise MeasurementError(str(exc)) from None
     return parse_csv(text, str(path))
 
 

@@ -48,16 +48,13 @@ FORMAT_HELP = {
 
 
 def read_text(path: Path) -> str:
+    """The file's text, bounded and regular files only (`fluidgate.reads`)."""
+    from fluidgate.reads import InputKind, ReadError, read_text_input
+
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise MeasurementError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise MeasurementError(f"{path}: is a directory, not a file") from None
-    except UnicodeDecodeError:
-        raise MeasurementError(f"{path}: not a text file") from None
-    except OSError as exc:
-        raise MeasurementError(f"{path}: cannot read it ({exc.strerror})") from None
+        return read_text_input(path, InputKind.MEASUREMENTS)
+    except ReadError as exc:
+        raise MeasurementError(str(exc)) from None
 
 
 def detect(text: str, name: str) -> Format:

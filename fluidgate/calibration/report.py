@@ -52,7 +52,9 @@ def curve_fit(curve: CurveResult) -> CurveFit:
 
 
 def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    from fluidgate.reads import InputKind, read_input
+
+    return hashlib.sha256(read_input(path, InputKind.MEASUREMENTS)).hexdigest()
 
 
 def calibration_file(

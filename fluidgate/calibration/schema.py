@@ -8,6 +8,7 @@ audit where the LP's constants came from.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -82,30 +83,57 @@ def dump_calibration(calib: CalibrationFile) -> str:
     return json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
 
 
-def save_calibration(path: Path, calib: CalibrationFile) -> Path:
-    """Write atomically: a policy that names this file must never see half of it."""
-    from fluidgate.atomic import write_text_atomic
+def save_calibration(
+    path: Path | str, calib: CalibrationFile, *, inputs: Sequence[Path | str] = ()
+) -> Path:
+    """Write atomically (a policy that names this file must never see half of it), and never
+    over one of the `inputs` the constants were fitted from."""
+    from fluidgate.atomic import write_output
 
-    return write_text_atomic(path, dump_calibration(calib))
+    write_output(path, dump_calibration(calib), inputs=inputs)
+    return Path(path)
+
+
+# No field needs more digits than a float holds; far longer integers cost quadratic time to
+# convert, and Python refuses those past 4,300 digits with a bare ValueError.
+MAX_INT_DIGITS = 400
+
+
+class _LongInteger(Exception):
+    def __init__(self, literal: str) -> None:
+        self.literal = literal
+
+
+def _bounded_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > MAX_INT_DIGITS:
+        raise _LongInteger(literal)
+    return int(literal)
+
+
+def _line_column(text: str, offset: int) -> tuple[int, int]:
+    offset = max(0, offset)
+    return text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
 def load_calibration(path: Path | str) -> CalibrationFile:
     """Read and validate a calibration file; every failure is a `CalibrationError` in words."""
+    from fluidgate.reads import InputKind, ReadError, read_text_input
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CalibrationError(f"calibration file '{path}' does not exist") from None
-    except UnicodeDecodeError as exc:
-        raise CalibrationError(
-            f"calibration file '{path}' is not UTF-8 text (byte 0x{exc.object[exc.start]:02x})"
-        ) from None
-    except OSError as exc:
-        raise CalibrationError(f"cannot read calibration file '{path}': {exc.strerror}") from None
+        text = read_text_input(path, InputKind.CALIBRATION)
+    except ReadError as exc:
+        raise CalibrationError(str(exc)) from None
     try:
-        raw = json.loads(text)
+        raw = json.loads(text, parse_int=_bounded_int)
     except RecursionError:
         raise CalibrationError(f"calibration file '{path}' nests too deeply to read") from None
+    except _LongInteger as exc:
+        line, column = _line_column(text, text.find(exc.literal))
+        raise CalibrationError(
+            f"calibration file '{path}' line {line}, column {column}: an integer of "
+            f"{len(exc.literal.lstrip('-'))} digits is too long (at most {MAX_INT_DIGITS})"
+        ) from None
     except json.JSONDecodeError as exc:
         raise CalibrationError(
             f"calibration file '{path}' is not valid JSON (line {exc.lineno}, column {exc.colno}:"
@@ -116,7 +144,7 @@ def load_calibration(path: Path | str) -> CalibrationFile:
     found = raw.get("schema")
     if found != SCHEMA_ID:
         raise CalibrationError(
-            f"calibration file '{path}' has schema {found!r}; expected '{SCHEMA_ID}'"
+            f"calibration file '{path}' has schema {repr(found)[:80]}; expected '{SCHEMA_ID}'"
         )
     try:
         # strict: a calibration constant written as `true` or "0.001" is a broken file, not

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fluidgate.diagnostics import Diagnostic, DiagnosticBag, PolicyError, Span
 from fluidgate.model import Policy
+from fluidgate.reads import InputKind, ReadError, read_input
 from fluidgate.sli_dsl.checker import check_document
 from fluidgate.sli_dsl.parser import PolicyParser, default_parser
 
@@ -33,16 +34,13 @@ def parse_policy(
 
 
 def load_policy(path: str | Path, parser: PolicyParser | None = None) -> CheckedPolicy:
-    """Read a policy file; relative `iteration from` paths resolve next to it."""
+    """Read a policy file (bounded, regular files only); relative `iteration from` paths
+    resolve next to it."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise PolicyError([Diagnostic(f"policy file '{p}' does not exist")]) from None
-    except IsADirectoryError:
-        raise PolicyError([Diagnostic(f"'{p}' is a directory, not a policy file")]) from None
-    except OSError as exc:
-        raise PolicyError([Diagnostic(f"cannot read '{p}': {exc.strerror}")]) from None
+        raw = read_input(path, InputKind.POLICY)
+    except ReadError as exc:
+        raise PolicyError([Diagnostic(exc.message)]) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
