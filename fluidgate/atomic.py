@@ -161,8 +161,8 @@ def _refuse_inputs(target: Path, inputs: Sequence[str | os.PathLike[str]], shown
     for source in inputs:
         try:
             same = os.path.samefile(target, source)
-        except (OSError, ValueError):
-            same = False  # one of them does not exist (yet): they cannot be the same file
+        except (OSError, ValueError):  # one does not exist yet (an output named twice)
+            same = os.path.realpath(target) == os.path.realpath(source)
         if same:
             also = "" if os.fspath(source) == os.fspath(target) else (
                 f" ({safe_quoted(os.fspath(source))})")

@@ -58,15 +58,26 @@ class Diagnostic:
         return "\n".join(lines)
 
 
+_SHOWN_WIDTH = 120  # a longer source line is shown as a window around the span
+
+
 def _source_with_carets(raw: str, span: Span) -> list[str]:
-    """The source line and a caret line, both in escaped form so the carets stay aligned."""
+    """The source line and a caret line, both in escaped form so the carets stay aligned;
+    a very long line (a generated policy, a hostile one) is cut to a window around the span."""
     text = raw.expandtabs(1)
     start = max(0, span.column - 1)
-    end = span.end_column - 1 if span.end_line == span.line else len(text)
+    end = max(start, span.end_column - 1 if span.end_line == span.line else len(text))
     before = safe_text(text[:start])
-    inside = safe_text(text[start:max(start, end)])
-    shown = before + inside + safe_text(text[max(start, end):])
-    return ["    " + shown, "    " + " " * len(before) + "^" * max(1, len(inside))]
+    inside = safe_text(text[start:end])
+    after = safe_text(text[end:])
+    if len(before) > _SHOWN_WIDTH // 3:
+        before = "…" + before[-(_SHOWN_WIDTH // 3):]
+    if len(inside) > _SHOWN_WIDTH:
+        inside, after = inside[:_SHOWN_WIDTH], "…"
+    elif len(before) + len(inside) + len(after) > _SHOWN_WIDTH + _SHOWN_WIDTH // 3:
+        after = after[: max(0, _SHOWN_WIDTH - len(inside))] + "…"
+    carets = " " * len(before) + "^" * max(1, len(inside))
+    return ["    " + before + inside + after, "    " + carets]
 
 
 @dataclass

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cache, cached_property
 from importlib import resources
 from typing import Any
@@ -90,12 +92,9 @@ class PolicyParser:
             try:
                 items = _ToSyntax(file).transform(tree)
             except VisitError as exc:
-                if not isinstance(exc.orig_exc, _StringError):
+                if not isinstance(exc.orig_exc, _SyntaxRefusal):
                     raise
-                err = exc.orig_exc
-                raise PolicyError([Diagnostic(
-                    f"unknown escape '\\{err.char}' in a string; only '\\\"' and '\\\\' are "
-                    "escapes", err.span, hint="write a backslash as '\\\\'")], text) from None
+                raise PolicyError([exc.orig_exc.diagnostic], text) from None
         return sx.Document(file=file, text=text, items=tuple(items))
 
     def _syntax_diagnostic(self, exc: UnexpectedInput, text: str, file: str) -> Diagnostic:
@@ -122,6 +121,13 @@ class PolicyParser:
             if allowed:
                 message += f"; expected {_describe_expected(self._lark, allowed)}"
             hint = _CHARACTER_HINTS.get(char)
+            if char.isnumeric():  # '５' or '٣' would otherwise be read as a number
+                width = 1
+                while pos + width < len(text) and text[pos + width].isnumeric():
+                    width += 1
+                message = (f"{text[pos:pos + width]!r} is not a number: numbers are written "
+                           "with the ASCII digits 0-9")
+                hint = None
         elif isinstance(exc, UnexpectedEOF):
             line, column = _end_position(text)
             message = (
@@ -130,6 +136,10 @@ class PolicyParser:
             )
         else:  # pragma: no cover - lark has no other UnexpectedInput subclasses
             message = "syntax error"
+        percentile = _percentile_on_line(text, line)
+        if percentile is not None:
+            column, width = percentile
+            return _percentile_diagnostic(Span(file, line, column, line, column + width))
         return Diagnostic(message, Span(file, line, column, line, column + width), hint=hint)
 
 
@@ -151,6 +161,38 @@ def default_parser() -> PolicyParser:
     """One parser per process: building the LALR tables costs 60-80 ms, and a built parser
     is never modified, so sharing it is memoisation rather than shared state."""
     return PolicyParser()
+
+
+# Words that ask for a percentile: p99, p99.9, P95, percentile, quantile, median.
+_PERCENTILE = re.compile(r"(?i)\b(?:p\d+(?:\.\d+)?|percentile|quantile|median)\b")
+_PERCENTILE_NAME = re.compile(r"(?i)p\d+|percentile|quantile|median")
+
+
+def _percentile_on_line(text: str, line: int) -> tuple[int, int] | None:
+    """Column and width of a percentile word on a line with a syntax error, if any.
+
+    `p99 tpot <= 30 ms` and `percentile(tpot, 99)` fail to parse; the error the parser
+    would give ("unexpected 'tpot'") hides the real problem. A class named like one
+    (`class p99 {`, `ttft(p99)`) is left alone."""
+    lines = text.split("\n")
+    if not 1 <= line <= len(lines):
+        return None
+    src = lines[line - 1].split("#", 1)[0]
+    for m in _PERCENTILE.finditer(src):
+        before = src[: m.start()].rstrip()
+        if before.endswith(("(", "class")) or '"' in before:
+            continue
+        return m.start() + 1, m.end() - m.start()
+    return None
+
+
+def _percentile_diagnostic(span: Span) -> Diagnostic:
+    return Diagnostic(
+        "SLOs bound means, not percentiles: the fluid model predicts the mean TTFT, TPOT "
+        "and abandonment of each class, so a p99, p95 or other percentile cannot be "
+        "expressed", span,
+        hint="bound the mean instead (e.g. 'tpot <= 30 ms') and leave headroom for the "
+             "tail; see docs/first-policy.md on means versus percentiles")
 
 
 def _end_position(text: str) -> tuple[int, int]:
@@ -187,9 +229,62 @@ def _unescape(literal: str) -> str:
     return "".join(out)
 
 
-class _StringError(Exception):
-    def __init__(self, span: Span, char: str) -> None:
-        self.span, self.char = span, char
+class _SyntaxRefusal(Exception):
+    """Raised inside the transformer for text that parses but must not go further."""
+
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        self.diagnostic = diagnostic
+
+
+# Deeper expressions are refused (positioned, exit 2) rather than walked: every later stage
+# (units, SLO typing, sympy) walks expressions recursively. Runs of '+' and '-' are built as
+# balanced trees, so a sum of a million terms is about 35 levels; only parentheses, unary
+# minus and products chained this far reach the limit.
+MAX_EXPRESSION_DEPTH = 100
+_LEFT_DEEP_RUN = 16  # runs this short keep the left-to-right tree (and rounding) they always had
+
+
+@dataclass
+class _Chain:
+    """A run of terms joined by '+' and '-', collected while parsing and balanced once whole."""
+
+    terms: list[tuple[bool, sx.SyntaxExpr]]  # (subtracted, term)
+
+
+def _join(op: str, left: sx.SyntaxExpr, right: sx.SyntaxExpr) -> sx.Binary:
+    a, b = left.span, right.span
+    return sx.Binary(op, left, right, Span(a.file, a.line, a.column, b.end_line, b.end_column))
+
+
+def _build(terms: list[tuple[bool, sx.SyntaxExpr]], lo: int, hi: int, flip: bool) -> sx.SyntaxExpr:
+    """Σ ±terms[lo:hi] with every sign inverted when `flip`; terms[lo] counts as added.
+
+    Recursion depth is log2 of the run length, so it cannot be exhausted."""
+    if hi - lo <= _LEFT_DEEP_RUN:
+        acc = terms[lo][1]
+        for negative, term in terms[lo + 1:hi]:
+            acc = _join("-" if negative != flip else "+", acc, term)
+        return acc
+    mid = (lo + hi) // 2
+    left = _build(terms, lo, mid, flip)
+    subtract = terms[mid][0] != flip
+    right = _build(terms, mid, hi, flip != subtract)
+    return _join("-" if subtract else "+", left, right)
+
+
+def _depth(expr: sx.SyntaxExpr) -> int:
+    """Nesting depth, walked with an explicit stack."""
+    deepest = 0
+    stack: list[tuple[sx.SyntaxExpr, int]] = [(expr, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(node, sx.Binary):
+            stack.append((node.left, level + 1))
+            stack.append((node.right, level + 1))
+        elif isinstance(node, sx.Negate):
+            stack.append((node.operand, level + 1))
+    return deepest
 
 
 class _ToSyntax(Transformer_NonRecursive[Token, Any]):
@@ -220,7 +315,29 @@ class _ToSyntax(Transformer_NonRecursive[Token, Any]):
             return _unescape(tok.value)
         except _BadEscape as exc:
             line, col = tok.line or 1, (tok.column or 1) + exc.offset
-            raise _StringError(Span(self._file, line, col, line, col + 2), exc.char) from None
+            raise _SyntaxRefusal(Diagnostic(
+                f"unknown escape '\\{exc.char}' in a string; only '\\\"' and '\\\\' are "
+                "escapes", Span(self._file, line, col, line, col + 2),
+                hint="write a backslash as '\\\\'")) from None
+
+    def _expr(self, item: Any) -> sx.SyntaxExpr:
+        """A finished operand: a pending run of sums becomes a balanced tree."""
+        if isinstance(item, _Chain):
+            return _build(item.terms, 0, len(item.terms), False)
+        expr: sx.SyntaxExpr = item
+        return expr
+
+    def _whole(self, item: Any) -> sx.SyntaxExpr:
+        """A whole expression (a value, a side of a constraint, a penalty), depth-checked."""
+        expr = self._expr(item)
+        depth = _depth(expr)
+        if depth > MAX_EXPRESSION_DEPTH:
+            raise _SyntaxRefusal(Diagnostic(
+                f"this expression nests {depth} levels deep; fluidgate reads at most "
+                f"{MAX_EXPRESSION_DEPTH} (each unary minus, product or quotient inside another "
+                "counts; long sums do not)", expr.span,
+                hint="write the value with fewer nested factors"))
+        return expr
 
     @v_args(meta=True)
     def policy_decl(self, meta: Any, ch: list[Token]) -> sx.PolicyDecl:
@@ -268,27 +385,30 @@ class _ToSyntax(Transformer_NonRecursive[Token, Any]):
     def constraint(self, meta: Any, ch: list[Any]) -> sx.Constraint:
         soft = isinstance(ch[0], Token) and ch[0].type == "SOFT"
         rest = ch[1:] if soft else ch
-        lhs, op, rhs = rest[0], rest[1], rest[2]
+        lhs, op, rhs = self._whole(rest[0]), rest[1], self._whole(rest[2])
         penalty = rest[3] if len(rest) > 3 else None
         return sx.Constraint(soft, lhs, op.value, rhs, penalty, self._span(meta))
 
-    def penalty(self, ch: list[Any]) -> Any:
-        return ch[0]
+    def penalty(self, ch: list[Any]) -> sx.SyntaxExpr:
+        return self._whole(ch[0])
 
     @v_args(meta=True)
     def assign(self, meta: Any, ch: list[Any]) -> sx.Assign:
-        return sx.Assign(ch[0].value, ch[1], self._span(meta), self._tspan(ch[0]))
+        return sx.Assign(ch[0].value, self._whole(ch[1]), self._span(meta), self._tspan(ch[0]))
 
     def _binary(self, op: str, meta: Any, ch: list[Any]) -> sx.Binary:
-        return sx.Binary(op, ch[0], ch[1], self._span(meta))
+        return sx.Binary(op, self._expr(ch[0]), self._expr(ch[1]), self._span(meta))
 
-    @v_args(meta=True)
-    def add(self, meta: Any, ch: list[Any]) -> sx.Binary:
-        return self._binary("+", meta, ch)
+    def _extend(self, ch: list[Any], negative: bool) -> _Chain:
+        left = ch[0] if isinstance(ch[0], _Chain) else _Chain([(False, ch[0])])
+        left.terms.append((negative, self._expr(ch[1])))
+        return left
 
-    @v_args(meta=True)
-    def sub(self, meta: Any, ch: list[Any]) -> sx.Binary:
-        return self._binary("-", meta, ch)
+    def add(self, ch: list[Any]) -> _Chain:
+        return self._extend(ch, False)
+
+    def sub(self, ch: list[Any]) -> _Chain:
+        return self._extend(ch, True)
 
     @v_args(meta=True)
     def mul(self, meta: Any, ch: list[Any]) -> sx.Binary:
@@ -300,7 +420,7 @@ class _ToSyntax(Transformer_NonRecursive[Token, Any]):
 
     @v_args(meta=True)
     def neg(self, meta: Any, ch: list[Any]) -> sx.Negate:
-        return sx.Negate(ch[0], self._span(meta))
+        return sx.Negate(self._expr(ch[0]), self._span(meta))
 
     @v_args(meta=True)
     def quantity(self, meta: Any, ch: list[Any]) -> sx.Quantity:
@@ -316,6 +436,8 @@ class _ToSyntax(Transformer_NonRecursive[Token, Any]):
     def metric(self, meta: Any, ch: list[Token]) -> sx.Metric:
         name = ch[0]
         arg = ch[1] if len(ch) > 1 else None
+        if _PERCENTILE_NAME.fullmatch(name.value):
+            raise _SyntaxRefusal(_percentile_diagnostic(self._tspan(name)))
         return sx.Metric(
             name.value,
             arg.value if arg is not None else None,
