@@ -110,7 +110,8 @@ def _plan(raw: str, inputs: Sequence[str | os.PathLike[str]], allow_stdout: bool
     parent = real.parent
     if not parent.is_dir():
         what = "does not exist" if not parent.exists() else "is not a directory"
-        raise OutputError(f"cannot write {shown}: the directory {safe_quoted(str(parent))} "
+        named = real.parent if target.is_symlink() else target.parent  # as the user wrote it
+        raise OutputError(f"cannot write {shown}: the directory {safe_quoted(str(named))} "
                           f"{what} (fluidgate does not create directories)")
     if info is not None and not os.access(real, os.W_OK):
         raise OutputError(f"cannot write {shown}: no permission to write this file")
