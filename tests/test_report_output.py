@@ -187,3 +187,24 @@ def test_choices_are_the_registered_solvers_and_methods() -> None:
     assert [m.value for m in Method] == ["auto", "simplex", "ipm"]
     res = RUN.invoke(app, ["solve", str(EXAMPLES / "two_class.sli"), "--method", "magic"])
     assert res.exit_code == 2 and "'magic' is not one of 'auto', 'simplex', 'ipm'" in res.output
+
+
+def test_report_length_does_not_grow_with_the_number_of_classes() -> None:
+    """The cost of drawing follows the rows shown: 300 and 3,000 classes (each with an SLO row)
+    print the same number of lines."""
+    from rich.console import Console
+
+    from bench.render import synthetic
+    from fluidgate.report import render_solution
+
+    def lines(k: int) -> list[str]:
+        import io
+
+        buf = io.StringIO()
+        render_solution(synthetic(k), Console(file=buf, width=120))
+        return buf.getvalue().splitlines()
+
+    small, large = lines(300), lines(3000)
+    assert len(small) == len(large) < 120
+    assert any("and 2,975 more classes" in line for line in large)
+    assert any(line.startswith("and 2,975 more service-level rows") for line in large)
