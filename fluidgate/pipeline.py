@@ -35,8 +35,8 @@ def solve_policy(
 
     The LP is solved in well-scaled units (`fluidgate.solvers.scaling`) and the answer is
     verified in the policy's own units (`fluidgate.verify`) before it is returned: a plan
-    or an infeasibility verdict that fails its check is retried once without presolve, by
-    simplex, and otherwise returned with status `unverified`, never as optimal.
+    or an infeasibility verdict that fails its check is retried (`_solve_verified`), and
+    otherwise returned with status `unverified`, never as optimal.
 
     When the policy is infeasible, the SLOs that conflict are found by one trial solve per
     hard SLO; `diagnose_progress(done, total)` reports on that search.
@@ -101,6 +101,7 @@ class _Outcome:
     readback: PlanReadback | None = None
 
 
+LOOSE_TOLERANCE = 1e-7  # the solvers' own default, for a last attempt
 RETRY_HINT = ("try --solver gurobi (or highs), or bring the policy's numbers closer to "
               "typical values (see the ranges in the language reference)")
 
@@ -113,13 +114,18 @@ def _solve_verified(
     options: SolveOptions,
     timings: dict[str, float],
 ) -> _Outcome:
-    """Solve, check the answer, and retry once (no presolve, simplex) if it fails."""
+    """Solve, check the answer, and if it fails retry: by simplex without presolve, then
+    also without the solver's own scaling, then also at the solvers' usual tolerance. Each
+    configuration has rescued policies the others could not (tests/test_extreme.py)."""
     from fluidgate.verify import verify_infeasible, verify_plan, verify_solution
 
     lp = compiled.matrix
-    retry = dataclasses.replace(options, method="simplex", presolve=False)
+    simplex = dataclasses.replace(options, method="simplex", presolve=False)
+    careful = dataclasses.replace(simplex, solver_scaling=False)
+    attempts = (options, simplex, careful,
+                dataclasses.replace(careful, tolerance=LOOSE_TOLERANCE))
     last: _Outcome | None = None
-    for attempt in (options, retry):
+    for attempt in attempts:
         t0 = time.perf_counter()
         result = backend.solve(lp, attempt)
         t1 = time.perf_counter()

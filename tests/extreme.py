@@ -18,12 +18,13 @@ from tests.fractions import Klass, Spec
 RANGES = {
     "gpus": (1, 1e7), "max_batch": (2, 1e6), "chunk": (1, 1e7), "tokens": (1, 1e8),
     "patience": (1e-3, 1e9), "rate": (1e-9, 1e7), "solo": (1e-6, 3600),
-    "alpha": (1e-6, 3600), "price": (1e-12, 1e6),
+    "alpha": (1e-6, 3600), "price": (1e-12, 1e6), "request": (1e-12, 1e12),
+    "penalty": (1e-9, 1e9),
 }
 TYPICAL = {
     "gpus": (1, 1000), "max_batch": (8, 256), "chunk": (64, 4096), "tokens": (50, 10000),
     "patience": (1, 100), "rate": (0.01, 10), "solo": (5e-3, 0.1), "alpha": (5e-3, 0.1),
-    "price": (1e-7, 1e-3),
+    "price": (1e-7, 1e-3), "request": (1e-4, 1.0), "penalty": (1.0, 1e3),
 }
 
 
@@ -53,7 +54,7 @@ def _price(rng: random.Random, tokens: float) -> tuple[str, float]:
         written = per_token * 1e6
         return f"{_num(written)} per Mtok", written * 1e-6
     if form < 0.5:
-        written = per_token * tokens
+        written = _draw(rng, "request")
         return f"{_num(written)} per request", written / tokens
     return f"{_num(per_token)} per token", per_token
 
@@ -100,7 +101,7 @@ def _slos(rng: random.Random, spec: Spec) -> list[str]:
         spec.abandonment_max = rng.uniform(0.01, 0.5)
         text = f"abandonment(all) <= {_num(spec.abandonment_max * 100)} %"
         if rng.random() < 0.5:
-            spec.abandonment_penalty = math.exp(rng.uniform(math.log(1e-3), math.log(1e6)))
+            spec.abandonment_penalty = _draw(rng, "penalty")
             text = f"soft {text} penalty {_num(spec.abandonment_penalty)}"
         out.append(text)
     if rng.random() < 0.4:

@@ -20,7 +20,7 @@ from fluidgate.model import (
     WorkloadClass,
 )
 from fluidgate.sli_dsl import syntax as sx
-from fluidgate.sli_dsl.fields import fields, integer, plausible, positive, value
+from fluidgate.sli_dsl.fields import fields, in_range, integer, plausible, positive, value
 from fluidgate.sli_dsl.iteration import check_calibration_fit, check_iteration
 from fluidgate.sli_dsl.slo_check import check_slo_block
 from fluidgate.sli_dsl.units import (
@@ -84,8 +84,17 @@ def _check_prices(
     out: dict[str, _Price] = {}
     for name, a in f.items():
         got = value(a, [MONEY_PER_TOKEN, MONEY_PER_REQUEST], bag, "0.1 per token")
-        if got is not None and positive(a, got.const, bag, strict=False):
-            out[name] = _Price(got.const, got.dim == MONEY_PER_REQUEST)
+        if got is None or not positive(a, got.const, bag, strict=False):
+            continue
+        per_request = got.dim == MONEY_PER_REQUEST
+        key = "price per request" if per_request else "price per token"
+        written = a.value if isinstance(a.value, sx.Quantity) else None
+        shown = None
+        if written is not None and any(w in ("ktok", "Mtok") for w in written.pers):
+            shown = f"{written.value:g} per {written.pers[-1]}"
+        if in_range(f"'{a.name}'", got.const, a.value.span, bag, key, zero_ok=True,
+                    shown=shown):
+            out[name] = _Price(got.const, per_request)
     return out
 
 

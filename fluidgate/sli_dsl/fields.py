@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fluidgate.diagnostics import DiagnosticBag, did_you_mean
+from fluidgate.diagnostics import DiagnosticBag, Span, did_you_mean
 from fluidgate.sli_dsl import syntax as sx
 from fluidgate.sli_dsl.evaluate import Affine, evaluate
 from fluidgate.sli_dsl.units import NUMBER, Dim
@@ -57,7 +57,9 @@ def positive(a: sx.Assign, v: float, bag: DiagnosticBag, strict: bool = True) ->
 
 
 # Values outside these ranges are typos or unit slips, and they wreck the LP's numerics
-# (HiGHS rejects coefficients beyond 1e15): catch them here, with a position.
+# (HiGHS rejects coefficients beyond 1e15): catch them here, with a position. Each range is
+# one where fluidgate's solves were checked (tests/test_extreme.py spreads policies over
+# all of them at once and verifies every answer); docs/language.md lists them.
 PLAUSIBLE: dict[str, tuple[float, float, str]] = {
     "gpus": (1, 1e7, "GPUs"),
     "max_batch": (2, 1e6, "streams"),
@@ -68,17 +70,43 @@ PLAUSIBLE: dict[str, tuple[float, float, str]] = {
     "rate": (1e-9, 1e7, "requests/s per GPU"),
     "solo": (1e-6, 3600, "s"),
     "weight": (1e-6, 1e6, ""),
+    # prices and penalties may also be exactly 0
+    "price per token": (1e-12, 1e6, "per token"),  # 1e-6 to 1e12 per Mtok
+    "price per request": (1e-12, 1e12, "per request"),
+    "penalty": (1e-9, 1e9, ""),
+    # any number written in an slo constraint (bounds and factors), in base units:
+    # seconds, requests/s and money/s cluster-wide, tokens, shares
+    "slo constant": (1e-12, 1e15, ""),
 }
+# what the range reads as in the message when the unit alone does not say it all
+RANGE_NOTES = {"price per token": "that is 1e-06 to 1e+12 per Mtok",
+               "slo constant": "for any number in an slo constraint, in seconds, "
+                               "requests/s, money/s or plain numbers"}
+
+
+def in_range(name: str | None, value: float, span: Span, bag: DiagnosticBag, key: str,
+             zero_ok: bool = False, shown: str | None = None) -> bool:
+    """Report `value` at `span` unless it lies in the `key` range of `PLAUSIBLE` (by
+    magnitude for an slo constant, which may be negative)."""
+    lo, hi, unit = PLAUSIBLE[key]
+    signed = key == "slo constant"
+    if (zero_ok and value == 0.0) or lo <= (abs(value) if signed else value) <= hi:
+        return True
+    unit = f" {unit}" if unit else ""
+    accepted = f"{'magnitude ' if signed else ''}{lo:g} to {hi:g}{unit}"
+    if zero_ok:
+        accepted = f"0, or {accepted}"
+    note = RANGE_NOTES.get(key)
+    if note:
+        accepted += f"; {note}"
+    shown = f"{shown} ({value:g}{unit})" if shown else f"{value:g}{unit}"
+    what = f"{name} = {shown}" if name else shown
+    bag.error(f"{what} is outside the range fluidgate can solve reliably ({accepted})", span)
+    return False
 
 
 def plausible(a: sx.Assign, value: float, bag: DiagnosticBag, key: str | None = None) -> bool:
-    lo, hi, unit = PLAUSIBLE[key or a.name]
-    if lo <= value <= hi:
-        return True
-    unit = f" {unit}" if unit else ""
-    bag.error(f"'{a.name}' = {value:g}{unit} is outside the range fluidgate can solve "
-              f"reliably ({lo:g} to {hi:g}{unit})", a.value.span)
-    return False
+    return in_range(f"'{a.name}'", value, a.value.span, bag, key or a.name)
 
 
 def integer(a: sx.Assign, minimum: int, bag: DiagnosticBag) -> int | None:

@@ -17,6 +17,7 @@ from fluidgate.metrics import CATALOGUE, Arity, Metric, MetricInfo, Pool, prefil
 from fluidgate.model import BinOp, Cluster, Const, Expr, MetricRef, Neg, Op, SloConstraint
 from fluidgate.sli_dsl import syntax as sx
 from fluidgate.sli_dsl.evaluate import quantity_value
+from fluidgate.sli_dsl.fields import in_range
 from fluidgate.sli_dsl.units import MONEY_RATE, NUMBER, RATE, TIME, TIME_PER_TOKEN, Dim
 
 METRIC_NAMES = tuple(m.value for m in Metric)
@@ -61,13 +62,18 @@ class _Typed:
 
 
 def _type(
-    e: sx.SyntaxExpr, classes: Sequence[str], cluster: Cluster | None, bag: DiagnosticBag
+    e: sx.SyntaxExpr, classes: Sequence[str], cluster: Cluster | None, bag: DiagnosticBag,
+    ranged: bool = True,
 ) -> _Typed | None:
+    """Type an expression; `ranged` checks each literal against the slo constant range
+    (a penalty has a range of its own)."""
     if isinstance(e, sx.Quantity):
         v = quantity_value(e, bag)
         if v is None:
             return None
         value = v.value * (cluster.gpus if v.per_gpu and cluster is not None else 1)
+        if ranged and not in_range(None, value, e.span, bag, "slo constant", zero_ok=True):
+            return None
         return _Typed(Const(value, e.span), v.dim, False, False, value == 0.0)
     if isinstance(e, sx.Metric):
         info = _check_metric(e, classes, bag)
@@ -75,11 +81,11 @@ def _type(
             return None
         return _Typed(MetricRef(e.name, e.arg, e.span), info.dim, e.arg == "all", info.ratio)
     if isinstance(e, sx.Negate):
-        t = _type(e.operand, classes, cluster, bag)
+        t = _type(e.operand, classes, cluster, bag, ranged)
         return None if t is None else _Typed(Neg(t.expr, e.span), t.dim, t.uses_all,
                                               t.has_ratio, t.is_zero)
-    left = _type(e.left, classes, cluster, bag)
-    right = _type(e.right, classes, cluster, bag)
+    left = _type(e.left, classes, cluster, bag, ranged)
+    right = _type(e.right, classes, cluster, bag, ranged)
     if left is None or right is None:
         return None
     op: Literal["+", "-", "*", "/"]
@@ -226,7 +232,7 @@ def check_slo_block(
             if not c.soft:
                 bag.error("'penalty' only applies to a soft constraint; write 'soft' first",
                           c.penalty.span)
-            p = _type(c.penalty, classes, cluster, bag)
+            p = _type(c.penalty, classes, cluster, bag, ranged=False)
             if p is not None:
                 has_unit = isinstance(c.penalty, sx.Quantity) and (
                     c.penalty.unit is not None or c.penalty.pers)
@@ -234,7 +240,8 @@ def check_slo_block(
                         or p.expr.value < 0):
                     bag.error("a penalty is a non-negative number (money per unit of "
                               "violation)", c.penalty.span)
-                else:
+                elif in_range("the penalty", p.expr.value, c.penalty.span, bag, "penalty",
+                              zero_ok=True):
                     penalty = p.expr.value
         elif c.soft:
             bag.error("a soft constraint needs 'penalty <number>'", c.span)

@@ -114,6 +114,13 @@ class SolveOptions:
     method: str = "auto"  # auto | simplex | ipm
     verbose: bool = False
     presolve: bool = True
+    # primal and dual feasibility tolerance, in the solver's (well-scaled) units: a share of
+    # each row's and column's largest possible value (see fluidgate.solvers.scaling); 1e-9
+    # rather than the usual 1e-7 keeps a class served at a billionth of its possible rate
+    tolerance: float = 1e-9
+    # the solver's own scaling on top of fluidgate's; off in a retry, where it has been
+    # seen to trade exactness in one row for conditioning elsewhere
+    solver_scaling: bool = True
 
 
 class SolverUnavailable(Exception):

@@ -23,7 +23,6 @@ from fluidgate.solvers.base import (
 
 SIZE_LIMITED_ERROR = 10010
 SIZE_LIMIT = 2000
-FEASIBILITY_TOLERANCE = 1e-9
 
 
 class GurobiSolver:
@@ -82,8 +81,11 @@ class GurobiSolver:
             model.Params.Method = 2
         if not options.presolve:
             model.Params.Presolve = 0
-        model.Params.FeasibilityTol = FEASIBILITY_TOLERANCE  # as for HiGHS (highs.py)
-        model.Params.OptimalityTol = FEASIBILITY_TOLERANCE
+        if not options.solver_scaling:
+            model.Params.ScaleFlag = 0
+            model.Params.NumericFocus = 3
+        model.Params.FeasibilityTol = options.tolerance
+        model.Params.OptimalityTol = options.tolerance
         model.Params.InfUnbdInfo = 1  # a Farkas certificate when infeasible, for verification
         x = model.addMVar(n_cols, lb=lp.col_lower, ub=lp.col_upper, obj=lp.c)
         model.ModelSense = GRB.MAXIMIZE

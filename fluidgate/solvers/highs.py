@@ -45,12 +45,6 @@ def stdout_silenced() -> Iterator[None]:
 IPM_ABOVE_COLUMNS = 20_000
 
 
-# fluidgate hands solvers well-scaled LPs (`fluidgate.solvers.scaling`), where a tolerance
-# is a share of each row's and column's largest possible value; 1e-9 rather than HiGHS's 1e-7
-# keeps a class that the optimum serves at a billionth of its possible rate exact.
-FEASIBILITY_TOLERANCE = 1e-9
-
-
 class HighsSolver:
     name = "highs"
     capabilities = Capabilities(duals=True, iis=False)  # diagnosis: formulations/diagnose.py
@@ -79,8 +73,10 @@ class HighsSolver:
             h.setOptionValue("solver", method)
         if not options.presolve:
             h.setOptionValue("presolve", "off")
+        if not options.solver_scaling:
+            h.setOptionValue("simplex_scale_strategy", 0)
         for name in ("primal_feasibility_tolerance", "dual_feasibility_tolerance"):
-            h.setOptionValue(name, FEASIBILITY_TOLERANCE)
+            h.setOptionValue(name, float(options.tolerance))
         A = lp.A
         model = highspy.HighsLp()
         model.num_col_ = n_cols

@@ -92,7 +92,12 @@ class Scaling:
         size = np.where(size > 0, size, 1.0)
         col = power_of_two(mag)
         row = 1.0 / power_of_two(size)
-        obj_terms = np.abs(lp.c) * mag
+        # the objective's unit: its largest term among the columns whose size is known
+        # (a soft SLO's violation is mostly 0 at the optimum, and a large penalty on its
+        # guessed size would shrink every revenue coefficient below the solver's tolerance)
+        obj_terms = np.abs(lp.c) * np.where(known, mag, 0.0)
+        if not obj_terms.any():
+            obj_terms = np.abs(lp.c) * mag
         top = float(obj_terms.max()) if obj_terms.size else 0.0
         obj = float(1.0 / power_of_two(np.array([top]))[0])
         return cls(col, row, obj, size)
