@@ -130,8 +130,8 @@ classes_st = st.lists(
         st.integers(20, 4000),  # prompt
         st.integers(20, 2000),  # output
         st.floats(1.0, 120.0),  # patience
-        st.floats(0.0, 1.0),  # input price
-        st.floats(0.0, 1.0),  # output price
+        st.one_of(st.just(0.0), st.floats(1e-6, 1.0)),  # input price (0 or in range)
+        st.one_of(st.just(0.0), st.floats(1e-6, 1.0)),  # output price
     ),
     min_size=1,
     max_size=5,
