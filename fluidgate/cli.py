@@ -18,6 +18,7 @@ from rich.console import Console
 
 from fluidgate import __version__
 from fluidgate.diagnostics import Diagnostic, PolicyError
+from fluidgate.schemas import SchemaName
 from fluidgate.textsafe import safe_text
 from fluidgate.wording import plural
 
@@ -187,6 +188,10 @@ def solve(
         case_sensitive=False, metavar="[auto|simplex|ipm]",
         help="HiGHS algorithm; ipm (interior point) is faster beyond ~10,000 classes.")]
         = Method.AUTO,
+    controller_out: Annotated[str | None, typer.Option(
+        "--controller", metavar="FILE", help="Also write the controller spec "
+        "(fluidgate.controller/v1) for the runtime gate and router and the exporters to "
+        "FILE; only an optimal, verified plan has one.", show_default=False)] = None,
 ) -> None:
     """Solve a policy's fluid LP (POLICY: a .sli file) and print the optimal plan.
 
@@ -208,6 +213,8 @@ def solve(
     policy, warnings = _load(policy_file)
     if json_out is not None:
         _check_json_target(policy, json_out, policy_file)
+    if controller_out is not None:
+        _check_controller_target(policy, controller_out, json_out, policy_file)
     from fluidgate.pipeline import solve_policy
 
     for w in warnings:
@@ -237,6 +244,10 @@ def solve(
         bar.stop()
     if json_out is not None:
         _write_json(sol, json_out, _inputs(policy, policy_file))
+    if sol.optimal and controller_out is not None:
+        written = [json_out] if json_out not in (None, "-") else []
+        _write_controller(sol, policy_file, controller_out,
+                          [*_inputs(policy, policy_file), *written])
     if sol.optimal:
         if not quiet and str(json_out) != "-":
             from fluidgate.report import render_solution
@@ -244,6 +255,8 @@ def solve(
             render_solution(sol, Console(), all_classes)
             if json_out is not None:
                 _say(Console(), f"solution written to {json_out}")
+            if controller_out is not None:
+                _say(Console(), f"controller spec written to {controller_out}")
         return
     if sol.status in (TerminationStatus.INFEASIBLE, TerminationStatus.INFEASIBLE_OR_UNBOUNDED):
         _fail(_infeasible_message(sol), EXIT_INFEASIBLE)
@@ -341,6 +354,63 @@ def explain(policy_file: PolicyArg) -> None:
     except PolicyError as exc:
         _policy_error(exc)
     _say(Console(highlight=False, soft_wrap=True), text)
+
+
+def _check_controller_target(policy: Policy, target: str, json_out: str | None,
+                             policy_file: Path) -> None:
+    """Refuse a `--controller` target before solving: never over an input, nor over the
+    `--json` file of the same run."""
+    from fluidgate.atomic import OutputError, check_output
+
+    others: list[str | Path] = [json_out] if json_out not in (None, "-") else []
+    try:
+        check_output(target, inputs=[*_inputs(policy, policy_file), *others])
+    except OutputError as exc:
+        _fail(f"error: {exc}", EXIT_INPUT)
+
+
+def _write_controller(sol: Solution, policy_file: Path, target: str,
+                      inputs: list[str | Path]) -> None:
+    """The spec goes to `target` under `fluidgate.atomic`'s rules (exit 2 on refusal)."""
+    from fluidgate.atomic import OutputError
+    from fluidgate.controllers.build import build_spec
+    from fluidgate.controllers.spec import SpecError, write_spec
+
+    try:
+        spec = build_spec(sol, policy_file)
+    except SpecError as exc:  # a verified optimum always makes a valid spec
+        _fail(f"internal error: {exc}\nThis is a bug in fluidgate; please report it.", 1)
+    try:
+        write_spec(spec, target, inputs)
+    except OutputError as exc:
+        _fail(f"error: {exc}", EXIT_INPUT)
+
+
+@app.command(short_help="Print the JSON Schema of a document fluidgate writes or reads.",
+             epilog=_exit_codes(_EXIT_OK, _EXIT_BUG, _EXIT_INPUT))
+def schema(
+    name: Annotated[SchemaName, typer.Argument(
+        case_sensitive=False, metavar="controller|solution|calibration",
+        help="controller (fluidgate.controller/v1, solve --controller), solution "
+        "(fluidgate.solution/v1, solve --json) or calibration (fluidgate.calibration/v1).",
+        show_default=False)],
+    check_file: Annotated[Path | None, typer.Option(
+        "--check", metavar="FILE", help="Instead of printing the schema, check FILE against "
+        "it: exit 0 if it is valid, 2 with the offending field named if not.",
+        show_default=False)] = None,
+) -> None:
+    """Print the JSON Schema (draft 2020-12) of a fluidgate document, generated from the
+    model that loads it, for validating documents in other programs; or check a file."""
+    from fluidgate.schemas import DocumentError, check_document, schema_text
+
+    if check_file is None:
+        typer.echo(schema_text(name), nl=False)
+        return
+    try:
+        summary = check_document(name, check_file)
+    except DocumentError as exc:
+        _fail(f"error: {exc}", EXIT_INPUT)
+    _say(Console(highlight=False, soft_wrap=True), summary)
 
 
 def _mount_calibration() -> None:

@@ -81,6 +81,17 @@ CATALOGUE: Mapping[Metric, MetricInfo] = MappingProxyType({
 })
 
 
+def depends_on_placement(metric: Metric, arg: str | None) -> bool:
+    """Whether a metric's value changes with *where* decodes run at fixed completions.
+
+    `tpot` (per class or cluster) weighs mixed-GPU streams at 1/τ tokens/s against solo ones
+    at γ, and `spread(decode)` compares solo streams; every other metric is a function of
+    how many requests are admitted, completed or waiting (`served` and the revenue of either
+    pricing scheme count completions or output tokens, the same for a decode in either pool).
+    """
+    return metric is Metric.TPOT or (metric is Metric.SPREAD and arg == Pool.DECODE)
+
+
 # --- one class's fluid state ------------------------------------------------------------
 
 

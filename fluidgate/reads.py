@@ -29,6 +29,7 @@ class InputKind(Enum):
     CALIBRATION = ("calibration file", 4 * _MIB)
     MEASUREMENTS = ("measurement file", 64 * _MIB)
     SPEC = ("controller spec", 16 * _MIB)
+    SOLUTION = ("solution document", 64 * _MIB)
 
     def __init__(self, noun: str, limit: int) -> None:
         self.noun = noun

@@ -11,10 +11,14 @@ something coerced quietly. Follows the pattern of `calibration/schema.py`.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fluidgate.model import CurveForm
 
 SCHEMA_ID = "fluidgate.controller/v1"
 
@@ -56,6 +60,29 @@ class SolverInfo(BaseModel):
     message: str = ""
 
 
+class CurveSpec(BaseModel):
+    """An iteration-time curve, seconds: `c0 + c_chunk·C + c_chunk2·C² + c_batch·max(0, b − b0)`
+    for a chunk of C prompt tokens and b decodes (`model.curve_time`)."""
+
+    model_config = _STRICT
+
+    form: CurveForm
+    c0: float
+    c_chunk: float
+    c_chunk2: float
+    c_batch: float
+    b0: float
+
+
+class IterationCurvesSpec(BaseModel):
+    """The curves behind `tau_mix` and `tau_solo`, for models finer than the LP's."""
+
+    model_config = _STRICT
+
+    mixed: CurveSpec = Field(description="τ_mix(C, b): an iteration with a prefill chunk")
+    solo: CurveSpec = Field(description="τ_solo(b): a decode-only iteration (C = 0)")
+
+
 class ClusterPlanSpec(BaseModel):
     """The static plan: `mixed_gpus = ⌈n·Σx*⌉` keep one prefill slot, the rest only decode."""
 
@@ -73,6 +100,9 @@ class ClusterPlanSpec(BaseModel):
     mixed_share: float = Field(ge=0, le=1, description="Σx*, share of GPUs prefilling")
     mixed_gpus: int = Field(ge=0, description="M = ⌈n·Σx*⌉")
     solo_gpus: int = Field(ge=0, description="n − M")
+    curves: IterationCurvesSpec | None = Field(
+        default=None, description="the calibrated curves (or those alpha, beta and tau_solo "
+        "imply); absent: use α + β·C and a flat τ_solo")
 
     @model_validator(mode="after")
     def _pools_add_up(self) -> ClusterPlanSpec:
@@ -138,6 +168,8 @@ class SloSpec(BaseModel):
     value: float | None
     binding: bool
     shadow_price: float | None = Field(description="objective per GPU per s, per unit of bound")
+    violation: float | None = Field(default=None, ge=0,
+                                    description="soft SLOs: how far the plan misses the bound")
     unit: str = Field(description="display unit of bound and value ('' for base units)")
     unit_scale: float = Field(gt=0, description="base units per display unit")
 
@@ -159,6 +191,7 @@ class ControllerSpec(BaseModel):
     cluster: ClusterPlanSpec
     gate: GateRule
     router: RouterRule
+    router_reason: str = Field(default="", description="why the builder chose this router")
     classes: list[ClassSpec] = Field(min_length=1)
     slos: list[SloSpec] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
@@ -182,7 +215,7 @@ class ControllerSpec(BaseModel):
 
 
 def dump_spec(spec: ControllerSpec) -> str:
-    """The JSON text of a spec; `load_spec(dump_spec(s))` dumps to the same bytes."""
+    """The JSON text of a spec; `dump_spec(parse_spec(dump_spec(s)))` gives the same bytes."""
     payload = spec.model_dump(mode="json", by_alias=True)
     return json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
@@ -210,8 +243,40 @@ def parse_spec(text: str, origin: str = "<spec>") -> ControllerSpec:
     try:
         return ControllerSpec.model_validate_json(text, strict=True)
     except ValidationError as exc:
-        problems = "; ".join(f"{_where(tuple(e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise SpecError(f"{origin}: invalid controller spec: {problems}") from None
+        raise SpecError(f"{origin}: invalid controller spec: {problems(exc)}") from None
+
+
+def load_spec(path: str | Path) -> ControllerSpec:
+    """Read (bounded, regular files only) and validate a spec file; every failure is a
+    `SpecError` in words."""
+    from fluidgate.reads import InputKind, ReadError, read_text_input
+
+    try:
+        text = read_text_input(path, InputKind.SPEC)
+    except ReadError as exc:
+        raise SpecError(str(exc)) from None
+    return parse_spec(text, str(path))
+
+
+def problems(exc: ValidationError) -> str:
+    """Every validation error as `field.path: message`, joined by '; '."""
+    return "; ".join(f"{_where(tuple(e['loc']))}: {e['msg']}" for e in exc.errors())
+
+
+def spec_from_payload(payload: dict[str, Any], origin: str = "<spec>") -> ControllerSpec:
+    """Validate a spec built in Python (the builder's); `SpecError` naming the field."""
+    try:
+        return ControllerSpec.model_validate(payload)
+    except ValidationError as exc:
+        raise SpecError(f"{origin}: invalid controller spec: {problems(exc)}") from None
+
+
+def write_spec(spec: ControllerSpec, path: str | Path,
+               inputs: Sequence[str | Path] = ()) -> Path | None:
+    """Write under `fluidgate.atomic`'s rules (atomic, never over one of `inputs`)."""
+    from fluidgate.atomic import write_output
+
+    return write_output(path, dump_spec(spec), inputs=inputs)
 
 
 def spec_json_schema() -> dict[str, Any]:
