@@ -390,9 +390,10 @@ def _write_controller(sol: Solution, policy_file: Path, target: str,
              epilog=_exit_codes(_EXIT_OK, _EXIT_BUG, _EXIT_INPUT))
 def schema(
     name: Annotated[SchemaName, typer.Argument(
-        case_sensitive=False, metavar="controller|solution|calibration",
-        help="controller (fluidgate.controller/v1, solve --controller), solution "
-        "(fluidgate.solution/v1, solve --json) or calibration (fluidgate.calibration/v1).",
+        case_sensitive=False, metavar="DOCUMENT",
+        help="controller (fluidgate.controller/v1, from solve --controller), solution "
+        "(fluidgate.solution/v1, from solve --json) or calibration "
+        "(fluidgate.calibration/v1, from calibrate fit).",
         show_default=False)],
     check_file: Annotated[Path | None, typer.Option(
         "--check", metavar="FILE", help="Instead of printing the schema, check FILE against "

@@ -66,7 +66,7 @@ class ClusterDoc(BaseModel):
 
 
 class ClassDoc(BaseModel):
-    """LP values per GPU under their DESIGN.md names; operator quantities cluster-wide."""
+    """LP values per GPU (x, y_m, y_s, q_p, q_d); operator quantities cluster-wide."""
 
     model_config = _DOC
 

@@ -31,14 +31,14 @@ class SpecError(Exception):
 
 
 class GateRule(StrEnum):
-    """How a free prefill slot picks the class to admit (DESIGN.md §4)."""
+    """How a free prefill slot picks the class to admit (see the runtime gate)."""
 
     OCCUPANCY_DEFICIT = "occupancy-deficit"  # bundled: smallest (X_i − n·x_i*)/x_i* first
     STATIC_PRIORITY = "static-priority"  # separate: largest D_i/P_i first (the `priority` rank)
 
 
 class RouterRule(StrEnum):
-    """Where a finished prefill's decode goes (DESIGN.md §4)."""
+    """Where a finished prefill's decode goes (see the runtime router)."""
 
     SOLO_FIRST = "solo-first"  # free solo slot, else free mixed slot, else one FCFS buffer
     SLI_SPLIT = "sli-split"  # solo pool with probability p_solo, each pool with its own buffer
@@ -127,7 +127,7 @@ class ClassTargets(BaseModel):
 
 
 class ClassPrediction(BaseModel):
-    """What the plan predicts for this class (means; DESIGN.md §3), cluster-wide."""
+    """What the plan predicts for this class (fluid-model means), cluster-wide."""
 
     model_config = _STRICT
 
