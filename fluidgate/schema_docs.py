@@ -94,10 +94,11 @@ def regenerate(page: str) -> str:
     for name in SchemaName:
         begin, end = _BEGIN.format(name=name.value), _END.format(name=name.value)
         pattern = re.compile(re.escape(begin) + r"\n.*?" + re.escape(end), re.S)
-        if pattern.search(page) is None:
+        found = pattern.search(page)
+        if found is None:
             continue
-        page = pattern.sub(lambda _m, n=name, b=begin, e=end:
-                           f"{b}\n{schema_markdown(n)}{e}", page)
+        section = f"{begin}\n{schema_markdown(name)}{end}"
+        page = page[:found.start()] + section + page[found.end():]
     return page
 
 
