@@ -172,5 +172,5 @@ def test_solve_writes_the_spec_and_refuses_to_overwrite_the_policy(tmp_path: Pat
     assert spec.policy.path == str(policy) and spec.cluster.mixed_gpus == 107
     before = policy.read_bytes()
     res = runner.invoke(app, ["solve", str(policy), "--controller", str(policy), "-q"])
-    assert res.exit_code == 2 and "policy file" in res.output
+    assert res.exit_code == 2 and "it is an input of this run" in res.output
     assert policy.read_bytes() == before
