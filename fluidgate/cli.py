@@ -318,7 +318,14 @@ def _infeasible_message(sol: Solution) -> str:
 def _conflicts_message(pol: Policy, conflict: Conflict) -> str:
     """Every conflict with its lines, what is exactly true of each, and how far to move."""
     groups = conflict.groups
-    if len(groups) == 1:
+    if conflict.more:
+        n = len(groups)
+        lines = [f"{pol.source_file}: error: the service levels below form at least "
+                 f"{n} conflict{'s' if n != 1 else ''}, and more remain among the other "
+                 "lines (the search stops there: resolve these and solve again); removing any "
+                 "one line of a conflict resolves that conflict:"]
+        held = "the other lines of its conflict held and every other line set aside"
+    elif len(groups) == 1:
         lines = [f"{pol.source_file}: error: these service levels cannot all hold together "
                  "(removing any one of them resolves this conflict):"]
         held = "every other line held"
@@ -328,8 +335,8 @@ def _conflicts_message(pol: Policy, conflict: Conflict) -> str:
                  "removing all of them makes the policy feasible:"]
         held = "the other conflicts' lines set aside and every other line held"
     for g, group in enumerate(groups, start=1):
-        if len(groups) > 1:
-            lines.append(f"conflict {g} of {len(groups)}:")
+        if len(groups) > 1 or conflict.more:
+            lines.append(f"conflict {g}:" if conflict.more else f"conflict {g} of {len(groups)}:")
         for item in group:
             lines.append(Diagnostic(f"conflicting: {item.label}", item.span)
                          .render(pol.source_text))

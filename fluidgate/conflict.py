@@ -60,13 +60,15 @@ class Conflict:
     itself, when classes without patience need more than the cluster has.
 
     Each group is irreducible (removing any one of its lines resolves that group); removing
-    every named line makes the policy feasible. With several groups, nearest bounds are
-    computed with the other groups' lines set aside (`others_set_aside`).
+    every named line makes the policy feasible, unless `more` says the search stopped first.
+    With several groups, nearest bounds are computed with the other groups' lines set aside
+    (`others_set_aside`), and with every unnamed line set aside too when `more`.
     """
 
     groups: tuple[tuple[ConflictSlo, ...], ...] = ()
     base_infeasible: bool = False
     impatient_classes: tuple[str, ...] = ()
+    more: bool = False  # the search stopped at its limit with lines still in conflict
 
     @property
     def items(self) -> tuple[tuple[str, Span | None], ...]:
@@ -75,7 +77,7 @@ class Conflict:
 
     @property
     def others_set_aside(self) -> bool:
-        return len(self.groups) > 1
+        return len(self.groups) > 1 or self.more
 
 
 def display_outward(value: float, direction: float) -> str:

@@ -143,6 +143,7 @@ def conflict_document(conflict: Conflict) -> dict[str, Any]:
         "conflicts": len(conflict.groups),
         "slos": slos,
         "bounds_with_other_conflicts_set_aside": conflict.others_set_aside,
+        "more_conflicts": conflict.more,
         "traffic_exceeds_capacity": conflict.base_infeasible,
         "classes_without_patience": list(conflict.impatient_classes),
     }

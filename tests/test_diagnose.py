@@ -208,3 +208,24 @@ def test_progress_counts_every_trial_solve_and_ends_full() -> None:
     # base check; 5 deletion trials (the ttft line is found first), a coverage check, 4
     # trials (abandonment + spread), a coverage check that passes; 3 one-LP bounds
     assert calls[-1] == (dones[-1], dones[-1]) and dones[-1] == 1 + 5 + 1 + 4 + 1 + 3
+
+
+def test_search_stops_at_its_limit_and_says_more_remain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fluidgate.formulations import diagnose
+
+    monkeypatch.setattr(diagnose, "MAX_CONFLICTS", 1)
+    path = tmp_path / "p.sli"
+    path.write_text(with_slo(REFERENCE, *TWO_CONFLICTS), encoding="utf-8")
+    out = tmp_path / "p.json"
+    res = RUN.invoke(app, ["solve", str(path), "--json", str(out)])
+    assert res.exit_code == 3, res.output
+    assert "at least 1 conflict, and more remain" in res.output
+    assert "removing all of them makes the policy feasible" not in res.output
+    doc = json.loads(out.read_text())["conflict"]
+    assert doc["more_conflicts"] is True and doc["conflicts"] == 1
+    # the one conflict found first is the ttft line, its bound with everything else set aside
+    (item,) = doc["slos"]
+    assert item["label"] == "ttft(prefill_heavy) <= 100 ms"
+    assert item["nearest_feasible_bound"] == pytest.approx(3000 * TAU / 256, rel=1e-7)

@@ -27,6 +27,9 @@ from fluidgate.model import Const, Expr, Neg, SloConstraint
 from fluidgate.solvers.base import SolveOptions, Solver, TerminationStatus
 
 Progress = Callable[[int, int], None]
+# Each conflict costs one LP per remaining hard row; past this many, the report says that more
+# remain instead of searching on (fix these and solve again).
+MAX_CONFLICTS = 10
 
 
 class _Trials:
@@ -123,7 +126,11 @@ def conflicting_slos(
         return Conflict(base_infeasible=True, impatient_classes=tuple(no_patience))
     groups: list[list[int]] = []
     remaining = list(trials.hard)
+    more = False
     while True:
+        if len(groups) == MAX_CONFLICTS:
+            more = True
+            break
         trials.total += len(remaining)
         iis = _deletion_filter(trials, remaining)
         if not iis:  # numerically borderline: the rows are infeasible only all together
@@ -137,7 +144,8 @@ def conflicting_slos(
     trials.total += 2 * sum(len(g) for g in groups)
     out = []
     for group in groups:
-        held = remaining + group  # the other conflicts' lines set aside
+        # the other conflicts' lines set aside; the unexamined ones too when some remain
+        held = group if more else remaining + group
         items = []
         for k in group:
             row, slo = lp.rows[k], lp.rows[k].slo
@@ -151,4 +159,4 @@ def conflicting_slos(
                                      slo.unit, slo.unit_scale))
         out.append(tuple(items))
     trials.finish()
-    return Conflict(groups=tuple(out))
+    return Conflict(groups=tuple(out), more=more)
