@@ -201,6 +201,8 @@ def test_misuse_is_an_error_in_words() -> None:
     stay.next_prefill()
     with pytest.raises(ControllerError, match="gpu"):
         stay.place_decode(t, 1, 1, free_local=1)
+    with pytest.raises(ControllerError, match="gpu"):
+        stay.next_decode(Pool.LOCAL)
     assert stay.stats().classes[0].prefilling == 1  # the refused call changed nothing
 
 

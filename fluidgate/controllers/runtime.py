@@ -259,6 +259,8 @@ class Controller:
         code = rules.buffer_for_slot(self.plan.router, pool)
         if code == rules.NO_BUFFER:
             return None
+        if code == rules.WAIT_LOCAL and gpu < 0:
+            raise ControllerError("stay-on-GPU routing needs the GPU whose slot freed (gpu=...)")
         buffer = self._local.get(gpu) if code == rules.WAIT_LOCAL else self._buffers[code]
         if not buffer:
             return None
