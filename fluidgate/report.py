@@ -169,14 +169,14 @@ def render_solution(sol: Solution, console: Console, all_classes: bool = False) 
     shown = shown_classes(sol, all_classes)
     for sheet in _class_sheets(sol, shown):
         for part in fit(sheet, width):
-            console.print(part)
+            console.print(part, soft_wrap=True)  # laid out already: no re-wrapping
     rest = _rest_of_classes(sol, shown)
     if rest is not None:
         console.print(rest)
     if sol.slos:
         sheet, hidden, hidden_binding = _slo_sheet(sol, all_classes)
         for part in fit(sheet, width):
-            console.print(part)
+            console.print(part, soft_wrap=True)  # laid out already: no re-wrapping
         console.print(Text("shadow price: what one unit of looser bound is worth to the "
                            "cluster per hour"))
         if hidden:
