@@ -107,6 +107,9 @@ class SloCompiler:
         self.policy = policy
         self.index = {c.name: i for i, c in enumerate(policy.classes)}
         self.params = [ClassParams.of(policy.cluster, c) for c in policy.classes]
+        # the templates' class arguments, in CLASS_PARAMS order, once per class
+        self._param_values = [[float(getattr(p, name)) for name in CLASS_PARAMS]
+                              for p in self.params]
         self._templates: dict[tuple[Any, ...], _Template] = {}
         self._errors: dict[tuple[Any, ...], Diagnostic] = {}
         self._terms: dict[Any, _Key] = {}  # SymPy symbol -> the LP term it stands for
@@ -285,8 +288,7 @@ class SloCompiler:
                          tpl.spreads)
 
     def _class_params(self, i: int) -> list[float]:
-        p = self.params[i]
-        return [float(getattr(p, name)) for name in CLASS_PARAMS]
+        return self._param_values[i]
 
     def _add(self, out: dict[Column, float], term: _Key, value: float,
              ordered: list[str]) -> None:
