@@ -138,6 +138,7 @@ class ConflictDoc(BaseModel):
     conflicts: int = Field(ge=0)
     slos: list[ConflictSloDoc]
     bounds_with_other_conflicts_set_aside: bool
+    more_conflicts: bool = Field(description="the search stopped before finding them all")
     traffic_exceeds_capacity: bool
     classes_without_patience: list[str]
 
