@@ -125,9 +125,11 @@ class ConflictSloDoc(BaseModel):
     conflict: int = Field(ge=1, description="which conflict (irreducible set) it belongs to")
     op: Literal["<=", ">=", "=="]
     bound: Number
-    nearest_feasible_bound: Number
-    nearest_feasible_bound_display: str | None
-    loosen_by: Number
+    nearest_feasible_bound: Number = Field(
+        description="base units; null when no bound on this line alone resolves the conflict")
+    nearest_feasible_bound_display: str | None = Field(
+        description="as printed: display unit, rounded outward so it is itself feasible")
+    loosen_by: Number = Field(description="the elastic slack s, in base units")
     display_unit: str
     display_scale: float
 
@@ -137,8 +139,10 @@ class ConflictDoc(BaseModel):
 
     conflicts: int = Field(ge=0)
     slos: list[ConflictSloDoc]
-    bounds_with_other_conflicts_set_aside: bool
-    more_conflicts: bool = Field(description="the search stopped before finding them all")
+    bounds_with_other_conflicts_set_aside: bool = Field(
+        description="nearest bounds were computed with the other conflicts' lines set aside")
+    more_conflicts: bool = Field(
+        description="the search stopped after 10 conflicts with lines still in conflict")
     traffic_exceeds_capacity: bool
     classes_without_patience: list[str]
 
