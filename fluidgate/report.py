@@ -35,7 +35,10 @@ def _clean(v: float) -> float:
 
 
 def _fmt(v: float | None, digits: int = 4) -> str:
-    return "—" if v is None else f"{_clean(v):,.{digits}g}"
+    if v is None:
+        return "—"
+    v = _clean(v)
+    return f"{v:,.0f}" if 1e4 <= abs(v) < 1e15 else f"{v:,.{digits}g}"  # 37,170 not 3.717e+04
 
 
 def _pct(v: float) -> str:
@@ -104,10 +107,10 @@ def _rest_of_classes(sol: Solution, shown: Sequence[ClassSolution]) -> Text | No
     arrivals = sum(cs.arrivals for cs in sol.classes) - sum(cs.arrivals for cs in shown)
     served = sum(cs.served for cs in sol.classes) - sum(cs.served for cs in shown)
     lost = 1 - served / arrivals if arrivals > 0 else 0.0
-    return Text(f"and {plural(hidden, 'more class')} ({_fmt(arrivals)} arrive/s, "
-                f"{_fmt(served)} served/s, {_pct(max(lost, 0.0))} not served); the "
-                f"{plural(len(shown), 'class')} shown have the most traffic. Every class: "
-                "--all-classes, or --json")
+    return Text(f"and {plural(hidden, 'more class')}: {_fmt(arrivals)} arrive/s, "
+                f"{_fmt(served)} served/s, {_pct(max(lost, 0.0))} not served\n"
+                f"(shown: the {len(shown)} with the most traffic; every class: --all-classes "
+                "or --json)")
 
 
 def _class_sheets(sol: Solution, shown: Sequence[ClassSolution]) -> list[Sheet]:
@@ -180,13 +183,12 @@ def render_solution(sol: Solution, console: Console, all_classes: bool = False) 
         console.print(Text("shadow price: what one unit of looser bound is worth to the "
                            "cluster per hour"))
         if hidden:
-            console.print(Text(f"and {plural(hidden, 'more service-level row')} "
-                               f"({hidden_binding:,} of them binding or violated; the binding "
-                               "and violated rows come first). Every row: --all-classes, or "
-                               "--json"))
+            console.print(Text(f"and {plural(hidden, 'more service-level row')}, "
+                               f"{hidden_binding:,} of them binding or violated\n(binding and "
+                               "violated rows first; every row: --all-classes or --json)"))
     warnings = sol.warnings if all_classes else sol.warnings[:SHOWN_ROWS]
     for w in warnings:
         console.print(Text.assemble(("warning:", "yellow"), f" {safe_text(w)}"))
     if len(sol.warnings) > len(warnings):
-        console.print(Text(f"and {plural(len(sol.warnings) - len(warnings), 'more warning')} "
-                           "(every one: --all-classes, or the JSON document's warnings)"))
+        console.print(Text(f"and {plural(len(sol.warnings) - len(warnings), 'more warning')}"
+                           " (every one: --all-classes or --json)"))
