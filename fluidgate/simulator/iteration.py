@@ -1,0 +1,372 @@
+"""The `iteration` fidelity: every GPU runs iterations of the batch it actually holds.
+
+An iteration carries every running decode (one token each) and, on a GPU with a prefill,
+one chunk of at most C prompt tokens; it lasts `mix[k, b]` seconds with a k-token chunk and
+b decodes, `solo[b]` without a chunk (tables built from the spec's α, β, τ_solo, or from a
+calibration file's fitted curves). Work that arrives during an iteration joins the next one;
+an idle GPU starts at once. The event queue is a min tree over the GPUs' iteration ends, with
+arrivals and abandonments on their own clocks (abandonment is memoryless, so its clock is
+redrawn after every event from the current number waiting). A decode's finish iteration is
+fixed when it joins (one token per iteration), so an iteration costs O(1) unless something
+finishes in it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+from numpy.typing import NDArray
+
+from fluidgate.simulator._rules_shim import (
+    BUFFER_SOLO,
+    ROUTE_SLI,
+    ROUTE_STAY,
+    TO_MIXED,
+    TO_SOLO,
+    route_pool,
+)
+from fluidgate.simulator.common import (
+    C_LAMBDA,
+    C_OUTPUT,
+    C_P_SOLO,
+    C_PRICE_IN,
+    C_PRICE_OUT,
+    C_PROMPT,
+    INFO_EVENTS,
+    INFO_QUEUE,
+    INFO_STATUS,
+    INFO_STEPS,
+    K_ADMITTED,
+    K_ARRIVED,
+    K_SERVED_MIXED,
+    K_SERVED_SOLO,
+    P_BATCH,
+    P_BUNDLED,
+    P_GATE,
+    P_GPUS,
+    P_HORIZON,
+    P_MIXED,
+    P_ROUTER,
+    P_SEED,
+    P_SNAP_DT,
+    P_SNAPS,
+    P_STATIC,
+    P_WARMUP,
+    POOL_MIXED,
+    POOL_SOLO,
+    STATUS_QUEUE_FULL,
+    abandon_one,
+    abandonment_rate,
+    choose_admission,
+    integrate,
+    oldest_buffered,
+    record,
+    snapshot,
+)
+from fluidgate.simulator.config import Instance
+from fluidgate.simulator.structures import (
+    F_ARRIVAL,
+    F_OUTPUT,
+    F_PROMPT,
+    min_update,
+    q_pop,
+    q_push,
+    set_add,
+    set_draw,
+    set_remove,
+)
+
+SET_PREFILL, SET_SOLO, SET_MIXED = 0, 1, 2
+NEVER = np.iinfo(np.int64).max
+
+
+def timing_table(inst: Instance) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Iteration seconds from the spec's constants: `solo[b] = τ_solo`, and with a k-token
+    chunk `mix[k, b] = max(τ_solo, α + β·k)` (a short last chunk is never faster than a
+    decode-only step)."""
+    chunk = int(inst.chunk)
+    solo = np.full(inst.max_batch + 1, inst.tau_solo)
+    k = np.arange(chunk + 1, dtype=float)
+    mix_k = np.maximum(inst.tau_solo, inst.alpha + inst.beta * k)
+    mix = np.repeat(mix_k[:, None], inst.max_batch + 1, axis=1)
+    return solo, mix
+
+
+@njit(cache=True)
+def _sets(g, bsz, pf, ndec, cap, pfable, pool, items, pos, size, stay):  # type: ignore[no-untyped-def]
+    if pfable[g] and pf[g] < 0 and ndec[g] < bsz:
+        set_add(items, pos, size, SET_PREFILL, g)
+    else:
+        set_remove(items, pos, size, SET_PREFILL, g)
+    if not stay:
+        s = SET_MIXED if pool[g] == POOL_MIXED else SET_SOLO
+        if ndec[g] < cap[g]:
+            set_add(items, pos, size, s, g)
+        else:
+            set_remove(items, pos, size, s, g)
+
+
+@njit(cache=True)
+def _start(g, t, chunk, pf, pf_rem, pf_chunk, ndec, busy, solo, mix, tval, tidx, leaves):  # type: ignore[no-untyped-def]
+    """Begin g's next iteration if it has work; otherwise it idles."""
+    if pf[g] >= 0:
+        k = min(chunk, pf_rem[g])
+        pf_chunk[g] = k
+        dur = mix[k, ndec[g]]
+    elif ndec[g] > 0:
+        pf_chunk[g] = 0
+        dur = solo[ndec[g]]
+    else:
+        busy[g] = False
+        min_update(tval, tidx, leaves, g, np.inf)
+        return
+    busy[g] = True
+    min_update(tval, tidx, leaves, g, t + dur)
+
+
+@njit(cache=True)
+def _place(g, c, t, out_tokens, slot_cls, slot_start, slot_end, slot_out, ndec, dcnt, pf,
+           dec_mixed, dec_solo, done, busy, next_fin):  # type: ignore[no-untyped-def]
+    """A class-c decode of `out_tokens` joins g's next iteration."""
+    end = done[g] + (1 if busy[g] else 0) + out_tokens
+    for s in range(slot_cls.shape[1]):
+        if slot_cls[g, s] < 0:
+            slot_cls[g, s] = c
+            slot_start[g, s] = t
+            slot_end[g, s] = end
+            slot_out[g, s] = out_tokens
+            break
+    if end < next_fin[g]:
+        next_fin[g] = end
+    ndec[g] += 1
+    dcnt[g, c] += 1
+    if pf[g] >= 0:
+        dec_mixed[c] += 1
+    else:
+        dec_solo[c] += 1
+
+
+@njit(cache=True)
+def run_iteration(p_int, p_flt, cls, trace_t, trace_c, trace_len, solo, mix, qrec, counts,
+                  integ, sums, samples, nsamp, snaps, money, info):  # type: ignore[no-untyped-def]
+    n, bsz, n_mixed = p_int[P_GPUS], p_int[P_BATCH], p_int[P_MIXED]
+    static, gate, router = p_int[P_STATIC] == 1, p_int[P_GATE], p_int[P_ROUTER]
+    bundled = p_int[P_BUNDLED] == 1
+    horizon, warmup, snap_dt = p_flt[P_HORIZON], p_flt[P_WARMUP], p_flt[P_SNAP_DT]
+    stay = router == ROUTE_STAY
+    chunk = mix.shape[0] - 1
+    k = cls.shape[0]
+    np.random.seed(p_int[P_SEED])
+
+    pf = np.full(n, -1, np.int64)
+    pf_arrival = np.zeros(n)
+    pf_rem = np.zeros(n, np.int64)
+    pf_chunk = np.zeros(n, np.int64)
+    pf_prompt = np.zeros(n, np.int64)
+    pf_out = np.zeros(n, np.int64)
+    slot_cls = np.full((n, bsz), -1, np.int64)
+    slot_start = np.zeros((n, bsz))
+    slot_end = np.zeros((n, bsz), np.int64)
+    slot_out = np.zeros((n, bsz), np.int64)
+    next_fin = np.full(n, NEVER, np.int64)
+    done = np.zeros(n, np.int64)
+    busy = np.zeros(n, np.bool_)
+    ndec = np.zeros(n, np.int64)
+    dcnt = np.zeros((n, k), np.int64)
+    pfable = np.zeros(n, np.bool_)
+    cap = np.zeros(n, np.int64)
+    pool = np.zeros(n, np.int64)
+    for g in range(n):
+        if static:
+            pfable[g] = g < n_mixed
+            cap[g] = bsz - 1 if g < n_mixed else bsz
+            pool[g] = POOL_MIXED if g < n_mixed else POOL_SOLO
+        else:
+            pfable[g] = True
+            cap[g] = bsz if stay else bsz - 1
+    leaves = 1
+    while leaves < n:
+        leaves *= 2
+    tval = np.full(2 * leaves, np.inf)
+    tidx = np.zeros(2 * leaves, np.int64)
+    for p in range(leaves):
+        tidx[leaves + p] = p
+    for p in range(leaves - 1, 0, -1):
+        tidx[p] = tidx[2 * p]
+    items = np.zeros((3, n), np.int64)
+    pos = np.full((3, n), -1, np.int64)
+    size = np.zeros(3, np.int64)
+    for g in range(n):
+        _sets(g, bsz, pf, ndec, cap, pfable, pool, items, pos, size, stay)
+    qhead = np.zeros(3 * k, np.int64)
+    qlen = np.zeros(3 * k, np.int64)
+    running = np.zeros(k, np.int64)
+    dec_mixed = np.zeros(k, np.int64)
+    dec_solo = np.zeros(k, np.int64)
+    waiting = np.zeros(k, np.int64)
+    heads = np.zeros(k)
+
+    lam_total = 0.0
+    for i in range(k):
+        lam_total += cls[i, C_LAMBDA]
+    use_trace = trace_t.shape[0] > 0
+    tr = 0
+    if use_trace:
+        next_arrival = trace_t[0]
+    else:
+        next_arrival = np.random.exponential(1.0 / lam_total) if lam_total > 0 else np.inf
+    t = 0.0
+    next_snap = warmup
+    n_snap = 0
+    events = 0
+    steps = 0
+    while True:
+        abandon = abandonment_rate(cls, qlen)
+        t_abandon = t + np.random.exponential(1.0 / abandon) if abandon > 0 else np.inf
+        t_gpu = tval[1]
+        t_next = min(t_abandon, next_arrival, t_gpu, horizon)
+        if t_next > warmup:
+            integrate(integ, t_next - max(t, warmup), running, dec_mixed, dec_solo, qlen)
+        while n_snap < p_int[P_SNAPS] and next_snap <= t_next:
+            snapshot(snaps, n_snap, running, dec_mixed, dec_solo, qlen)
+            n_snap += 1
+            next_snap += snap_dt
+        t = t_next
+        if t >= horizon:
+            break
+        events += 1
+        counting = t >= warmup
+        ended = -1
+        if t == next_arrival:
+            if use_trace:
+                c = trace_c[tr]
+                prompt, out_tokens = trace_len[tr, 0], trace_len[tr, 1]
+                tr += 1
+                next_arrival = trace_t[tr] if tr < trace_t.shape[0] else np.inf
+            else:
+                u = np.random.random() * lam_total
+                c = k - 1
+                for i in range(k):
+                    if u < cls[i, C_LAMBDA]:
+                        c = i
+                        break
+                    u -= cls[i, C_LAMBDA]
+                prompt, out_tokens = cls[c, C_PROMPT], cls[c, C_OUTPUT]
+                next_arrival = t + np.random.exponential(1.0 / lam_total)
+            if counting:
+                counts[c, K_ARRIVED] += 1
+            if not q_push(qrec, qhead, qlen, c, t, 0.0, prompt, out_tokens):
+                info[INFO_STATUS], info[INFO_QUEUE] = STATUS_QUEUE_FULL, c
+                break
+        elif t == t_abandon:
+            abandon_one(np.random.random() * abandon * (1 - 1e-12), cls, qrec, qhead, qlen,
+                        counts, counting)
+            continue
+        else:  # GPU g finishes an iteration
+            g = tidx[1]
+            ended = g
+            steps += 1
+            busy[g] = False
+            done[g] += 1
+            if pf_chunk[g] > 0:
+                pf_rem[g] -= pf_chunk[g]
+                pf_chunk[g] = 0
+                if pf_rem[g] <= 0:
+                    c = pf[g]
+                    pf[g] = -1
+                    running[c] -= 1
+                    for i in range(k):
+                        dec_mixed[i] -= dcnt[g, i]
+                        dec_solo[i] += dcnt[g, i]
+                    if counting:
+                        counts[c, K_ADMITTED] += 1
+                        money[0] += 0.0 if bundled else cls[c, C_PRICE_IN] * pf_prompt[g]
+                        record(samples, nsamp, sums, 0, c, t - pf_arrival[g])
+                    target = g
+                    if not stay:
+                        _sets(g, bsz, pf, ndec, cap, pfable, pool, items, pos, size, stay)
+                        dest = route_pool(router, cls[c, C_P_SOLO], np.random.random(),
+                                          size[SET_SOLO], size[SET_MIXED])
+                        if dest == TO_SOLO:
+                            target = set_draw(items, size, SET_SOLO)
+                        elif dest == TO_MIXED:
+                            target = set_draw(items, size, SET_MIXED)
+                        else:
+                            target = -1
+                            q = (k if dest == BUFFER_SOLO else 2 * k) + c
+                            if not q_push(qrec, qhead, qlen, q, pf_arrival[g], t,
+                                          pf_prompt[g], pf_out[g]):
+                                info[INFO_STATUS], info[INFO_QUEUE] = STATUS_QUEUE_FULL, q
+                                break
+                    if target >= 0:
+                        _place(target, c, t, pf_out[g], slot_cls, slot_start, slot_end,
+                               slot_out, ndec, dcnt, pf, dec_mixed, dec_solo, done, busy,
+                               next_fin)
+                        _sets(target, bsz, pf, ndec, cap, pfable, pool, items, pos, size, stay)
+                        if target != g and not busy[target]:
+                            _start(target, t, chunk, pf, pf_rem, pf_chunk, ndec, busy, solo,
+                                   mix, tval, tidx, leaves)
+            if done[g] >= next_fin[g]:
+                nxt = NEVER
+                for s in range(bsz):
+                    c = slot_cls[g, s]
+                    if c < 0:
+                        continue
+                    if slot_end[g, s] <= done[g]:
+                        slot_cls[g, s] = -1
+                        ndec[g] -= 1
+                        dcnt[g, c] -= 1
+                        if pf[g] >= 0:
+                            dec_mixed[c] -= 1
+                        else:
+                            dec_solo[c] -= 1
+                        if counting:
+                            counts[c, K_SERVED_MIXED if pf[g] >= 0 else K_SERVED_SOLO] += 1
+                            out_tokens = slot_out[g, s]
+                            if bundled:
+                                # the prompt length is not kept per slot: class mean
+                                money[0] += (cls[c, C_PRICE_IN] * cls[c, C_PROMPT]
+                                             + cls[c, C_PRICE_OUT] * out_tokens)
+                            else:
+                                money[0] += cls[c, C_PRICE_OUT] * out_tokens
+                            record(samples, nsamp, sums, 1, c,
+                                   (t - slot_start[g, s]) / out_tokens)
+                    elif slot_end[g, s] < nxt:
+                        nxt = slot_end[g, s]
+                next_fin[g] = nxt
+                if not stay:
+                    while ndec[g] < cap[g]:
+                        q = oldest_buffered(qrec, qhead, qlen, k,
+                                            pool[g] if router == ROUTE_SLI else POOL_SOLO)
+                        if q < 0:
+                            break
+                        slot = q_pop(qrec, qhead, qlen, q)
+                        _place(g, q % k, t, int(qrec[q, slot, F_OUTPUT]), slot_cls, slot_start,
+                               slot_end, slot_out, ndec, dcnt, pf, dec_mixed, dec_solo, done,
+                               busy, next_fin)
+            _sets(g, bsz, pf, ndec, cap, pfable, pool, items, pos, size, stay)
+        # admissions: every free prefill slot takes the class its gate picks
+        while size[SET_PREFILL] > 0:
+            c = choose_admission(gate, cls, qrec, qhead, qlen, running, waiting, heads)
+            if c < 0:
+                break
+            h = set_draw(items, size, SET_PREFILL)
+            slot = q_pop(qrec, qhead, qlen, c)
+            pf[h] = c
+            pf_arrival[h] = qrec[c, slot, F_ARRIVAL]
+            pf_prompt[h] = int(qrec[c, slot, F_PROMPT])
+            pf_out[h] = int(qrec[c, slot, F_OUTPUT])
+            pf_rem[h] = pf_prompt[h]
+            running[c] += 1
+            for i in range(k):
+                dec_solo[i] -= dcnt[h, i]
+                dec_mixed[i] += dcnt[h, i]
+            _sets(h, bsz, pf, ndec, cap, pfable, pool, items, pos, size, stay)
+            if not busy[h]:
+                _start(h, t, chunk, pf, pf_rem, pf_chunk, ndec, busy, solo, mix, tval, tidx,
+                       leaves)
+        if ended >= 0 and not busy[ended]:  # its next iteration, with whatever it holds now
+            _start(ended, t, chunk, pf, pf_rem, pf_chunk, ndec, busy, solo, mix, tval, tidx,
+                   leaves)
+    info[INFO_EVENTS] = events
+    info[INFO_STEPS] = steps
