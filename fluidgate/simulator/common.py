@@ -10,12 +10,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from fluidgate.simulator._rules_shim import gate_pick
-from fluidgate.simulator.structures import F_ARRIVAL, F_PREFILLED, q_remove_at
+from fluidgate.controllers import rules
+from fluidgate.controllers.baselines import GateKind, RouterKind
+from fluidgate.simulator.localbuf import lb_remove
+from fluidgate.simulator.structures import F_PREFILLED, F_TICKET, q_remove_at
 
 # --- integer parameters (p_int) ---
-P_GPUS, P_BATCH, P_MIXED, P_STATIC, P_GATE, P_ROUTER, P_SEED, P_SNAPS, P_BUNDLED = range(9)
-N_PINT = 9
+P_GPUS, P_BATCH, P_MIXED, P_GATE, P_ROUTER, P_SEED, P_SNAPS, P_BUNDLED = range(8)
+N_PINT = 8
 # --- float parameters (p_flt) ---
 P_HORIZON, P_WARMUP, P_SNAP_DT = range(3)
 N_PFLT = 3
@@ -36,34 +38,72 @@ S_TTFT, S_TTFT_N, S_TPOT, S_TPOT_N = range(4)
 INFO_EVENTS, INFO_STATUS, INFO_QUEUE, INFO_STEPS = range(4)
 STATUS_OK, STATUS_QUEUE_FULL = 0, 1
 
-# queue ids: prefill queue of class i is i; decode buffers K+i (solo pool) and 2K+i (mixed)
-POOL_SOLO, POOL_MIXED = 0, 1
+# queue ids: prefill queue of class i is i; decode buffers K+i (shared or solo pool) and 2K+i
+# (mixed pool); stay-on-GPU buffers live in `localbuf`.
+GATE_DEFICIT, GATE_PRIORITY, GATE_FCFS = (int(GateKind.DEFICIT), int(GateKind.PRIORITY),
+                                          int(GateKind.FCFS))
+ROUTER_SOLO_FIRST, ROUTER_SLI, ROUTER_STAY = (int(RouterKind.SOLO_FIRST), int(RouterKind.SLI),
+                                              int(RouterKind.STAY))
+
+
+_gate_deficit = njit(rules.gate_deficit)
+_gate_priority = njit(rules.gate_priority)
+_gate_fcfs = njit(rules.gate_fcfs)
+_route_solo_first = njit(rules.route_solo_first)
+_route_sli = njit(rules.route_sli)
+_route_stay = njit(rules.route_stay)
+_buffer_for_slot = njit(rules.buffer_for_slot)
 
 
 @njit(cache=True)
-def choose_admission(gate, cls, qrec, qhead, qlen, running, waiting, heads):  # type: ignore[no-untyped-def]
-    """The class a free prefill slot admits now (-1: nobody waits), by the spec's gate."""
-    k = cls.shape[0]
+def choose_admission(gate, qrec, qhead, qlen, running, waiting, tickets, tx, tq, order):  # type: ignore[no-untyped-def]
+    """The class a free prefill slot admits now (-1: nobody waits): the policy's gate."""
+    k = running.shape[0]
     any_waiting = False
     for i in range(k):
         waiting[i] = qlen[i]
         if qlen[i] > 0:
-            heads[i] = qrec[i, qhead[i], F_ARRIVAL]
+            tickets[i] = int(qrec[i, qhead[i], F_TICKET])
             any_waiting = True
-        else:
-            heads[i] = np.inf
     if not any_waiting:
         return -1
-    return gate_pick(gate, waiting, running, cls[:, C_TARGET_X], cls[:, C_TARGET_Q], heads,
-                     cls[:, C_RANK])
+    if gate == GATE_DEFICIT:
+        return _gate_deficit(waiting, running, tx, tq)
+    if gate == GATE_PRIORITY:
+        return _gate_priority(waiting, order)
+    return _gate_fcfs(waiting, tickets)
 
 
 @njit(cache=True)
-def oldest_buffered(qrec, qhead, qlen, k, pool):  # type: ignore[no-untyped-def]
-    """The decode buffer (queue id) of `pool` whose head finished its prefill first, or -1."""
+def choose_placement(router, p_solo, free_solo, free_mixed, free_local):  # type: ignore[no-untyped-def]
+    """Where a finished prefill's decode goes: a `rules` placement code."""
+    if router == ROUTER_STAY:
+        return _route_stay(free_local)
+    if router == ROUTER_SOLO_FIRST:
+        return _route_solo_first(free_solo, free_mixed)
+    return _route_sli(p_solo, np.random.random(), free_solo, free_mixed)
+
+
+@njit(cache=True)
+def buffer_queue_base(code, k):  # type: ignore[no-untyped-def]
+    """The first queue id of a shared buffer code (one queue per class), or -1."""
+    if code == rules.WAIT_SHARED or code == rules.WAIT_SOLO:
+        return k
+    if code == rules.WAIT_MIXED:
+        return 2 * k
+    return -1
+
+
+@njit(cache=True)
+def freed_slot_buffer(router, pool):  # type: ignore[no-untyped-def]
+    return _buffer_for_slot(router, pool)
+
+
+@njit(cache=True)
+def oldest_buffered(qrec, qhead, qlen, k, base):  # type: ignore[no-untyped-def]
+    """The queue (id ≥ base, one per class) whose head entered its buffer first, or -1."""
     best = -1
     best_t = np.inf
-    base = k * (1 + pool)
     for i in range(k):
         q = base + i
         if qlen[q] > 0:
@@ -74,50 +114,58 @@ def oldest_buffered(qrec, qhead, qlen, k, pool):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def abandonment_rate(cls, qlen):  # type: ignore[no-untyped-def]
+def abandonment_rate(cls, qlen, lbsize):  # type: ignore[no-untyped-def]
+    """Total rate at which waiting requests leave: θ_i per request in any queue or buffer."""
     k = cls.shape[0]
     total = 0.0
     for i in range(k):
-        total += cls[i, C_THETA] * (qlen[i] + qlen[k + i] + qlen[2 * k + i])
+        total += cls[i, C_THETA] * (qlen[i] + qlen[k + i] + qlen[2 * k + i] + lbsize[i])
     return total
 
 
 @njit(cache=True)
-def abandon_one(u, cls, qrec, qhead, qlen, counts, counting):  # type: ignore[no-untyped-def]
-    """Remove the waiting request picked by u ∈ [0, abandonment rate)."""
+def abandon_one(u, cls, qrec, qhead, qlen, lbi, lbg, lbitems, lbsize, lbfree, counts,
+                counting):  # type: ignore[no-untyped-def]
+    """Remove the waiting request that u ∈ [0, abandonment rate) picks: a queue (or a
+    class's stay-on-GPU buffers) in proportion to θ·length, then a uniform position."""
     k = cls.shape[0]
-    nq = 3 * k
-    for q in range(nq):
-        r = cls[q % k, C_THETA] * qlen[q]
-        if u < r or (q == nq - 1 and qlen[q] > 0):
-            j = min(int(u / cls[q % k, C_THETA]), qlen[q] - 1)
-            q_remove_at(qrec, qhead, qlen, q, j)
+    for q in range(4 * k):
+        c = q % k
+        theta = cls[c, C_THETA]
+        length = qlen[q] if q < 3 * k else lbsize[c]
+        r = theta * length
+        if length > 0 and u < r:
+            j = min(int(u / theta), length - 1)
+            if q < 3 * k:
+                q_remove_at(qrec, qhead, qlen, q, j)
+            else:
+                lb_remove(lbi, lbg, lbitems, lbsize, lbfree, lbitems[c, j])
             if counting:
-                counts[q % k, K_ABANDON_PREFILL if q < k else K_ABANDON_DECODE] += 1
+                counts[c, K_ABANDON_PREFILL if q < k else K_ABANDON_DECODE] += 1
             return
         u -= r
 
 
 @njit(cache=True)
-def integrate(integ, w, prefill, dec_mixed, dec_solo, qlen):  # type: ignore[no-untyped-def]
+def integrate(integ, w, prefill, dec_mixed, dec_solo, qlen, lbsize):  # type: ignore[no-untyped-def]
     k = prefill.shape[0]
     for i in range(k):
         integ[i, I_PREFILL] += w * prefill[i]
         integ[i, I_DECODE_MIXED] += w * dec_mixed[i]
         integ[i, I_DECODE_SOLO] += w * dec_solo[i]
         integ[i, I_QUEUE_PREFILL] += w * qlen[i]
-        integ[i, I_QUEUE_DECODE] += w * (qlen[k + i] + qlen[2 * k + i])
+        integ[i, I_QUEUE_DECODE] += w * (qlen[k + i] + qlen[2 * k + i] + lbsize[i])
 
 
 @njit(cache=True)
-def snapshot(snaps, s, prefill, dec_mixed, dec_solo, qlen):  # type: ignore[no-untyped-def]
+def snapshot(snaps, s, prefill, dec_mixed, dec_solo, qlen, lbsize):  # type: ignore[no-untyped-def]
     k = prefill.shape[0]
     for i in range(k):
         snaps[s, I_PREFILL, i] = prefill[i]
         snaps[s, I_DECODE_MIXED, i] = dec_mixed[i]
         snaps[s, I_DECODE_SOLO, i] = dec_solo[i]
         snaps[s, I_QUEUE_PREFILL, i] = qlen[i]
-        snaps[s, I_QUEUE_DECODE, i] = qlen[k + i] + qlen[2 * k + i]
+        snaps[s, I_QUEUE_DECODE, i] = qlen[k + i] + qlen[2 * k + i] + lbsize[i]
 
 
 @njit(cache=True)

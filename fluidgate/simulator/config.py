@@ -16,7 +16,6 @@ from numpy.typing import NDArray
 
 from fluidgate.controllers.spec import ControllerSpec, GateRule, RouterRule
 from fluidgate.model import Cluster, IterationTime, WorkloadClass, mixed_gpu_count, service_rates
-from fluidgate.simulator import _rules_shim as rules
 from fluidgate.simulator.common import (
     C_LAMBDA,
     C_MU_M,
@@ -51,46 +50,68 @@ class Fidelity(StrEnum):
 
 
 class PolicyName(StrEnum):
-    """The controllers a run can use: the spec's own, DESIGN.md §4's, and the baselines."""
+    """The controllers a run can use (names as the validation report spells them).
 
-    SPEC = "spec"  # the gate and router the spec names
-    GATE_AND_ROUTE = "gate-and-route"
+    Each is a `controllers.baselines` policy, run on the spec as given or with its gate or
+    router rule replaced: prioritize-and-route is gate-and-route with the static-priority
+    gate of separate pricing, sli-router is gate-and-route with the SLI split router.
+    """
+
+    GATE_AND_ROUTE = "gate-and-route"  # the spec's own gate and router
     PRIORITIZE_AND_ROUTE = "prioritize-and-route"
     SLI_ROUTER = "sli-router"
-    FI_WSP = "FI-WSP"  # FCFS admission, decode stays on its GPU, no planning (vLLM default)
-    GI_WSP = "GI-WSP"  # the spec's gate, decode stays on its GPU, no planning
-    GF_WSP = "GF-WSP"  # the spec's gate, decodes to any GPU (a prefill slot kept on all)
-    FG_SP = "FG-SP"  # FCFS admission, solo-first router, static planning
+    FI_WSP = "FI-WSP"
+    GI_WSP = "GI-WSP"
+    GF_WSP = "GF-WSP"
+    FG_SP = "FG-SP"
 
 
 BASELINES = (PolicyName.FI_WSP, PolicyName.GI_WSP, PolicyName.GF_WSP, PolicyName.FG_SP)
 
-_GATES = {GateRule.OCCUPANCY_DEFICIT: rules.GATE_DEFICIT,
-          GateRule.STATIC_PRIORITY: rules.GATE_PRIORITY}
-_ROUTERS = {RouterRule.SOLO_FIRST: rules.ROUTE_SOLO_FIRST, RouterRule.SLI_SPLIT: rules.ROUTE_SLI}
-
 
 @dataclass(frozen=True)
 class Controller:
-    gate: int
-    router: int
-    static_plan: bool
+    gate: int  # baselines.GateKind
+    router: int  # baselines.RouterKind
+    mixed_gpus: int  # M: GPUs with a prefill slot (n when the policy does not plan)
 
 
 def controller_for(policy: PolicyName, spec: ControllerSpec) -> Controller:
-    spec_gate = _GATES[spec.gate]
-    table = {
-        PolicyName.SPEC: Controller(spec_gate, _ROUTERS[spec.router], True),
-        PolicyName.GATE_AND_ROUTE: Controller(rules.GATE_DEFICIT, rules.ROUTE_SOLO_FIRST, True),
-        PolicyName.PRIORITIZE_AND_ROUTE: Controller(rules.GATE_PRIORITY, rules.ROUTE_SOLO_FIRST,
-                                                    True),
-        PolicyName.SLI_ROUTER: Controller(spec_gate, rules.ROUTE_SLI, True),
-        PolicyName.FI_WSP: Controller(rules.GATE_FCFS, rules.ROUTE_STAY, False),
-        PolicyName.GI_WSP: Controller(spec_gate, rules.ROUTE_STAY, False),
-        PolicyName.GF_WSP: Controller(spec_gate, rules.ROUTE_ANY, False),
-        PolicyName.FG_SP: Controller(rules.GATE_FCFS, rules.ROUTE_SOLO_FIRST, True),
-    }
-    return table[policy]
+    """The gate, router and pools of `policy` on `spec`'s cluster, from `baselines.plan_for`."""
+    from fluidgate.controllers import baselines
+
+    runtime_name = {
+        PolicyName.GATE_AND_ROUTE: baselines.PolicyName.GATE_AND_ROUTE,
+        PolicyName.PRIORITIZE_AND_ROUTE: baselines.PolicyName.GATE_AND_ROUTE,
+        PolicyName.SLI_ROUTER: baselines.PolicyName.GATE_AND_ROUTE,
+        PolicyName.FI_WSP: baselines.PolicyName.FI_WSP,
+        PolicyName.GI_WSP: baselines.PolicyName.GI_WSP,
+        PolicyName.GF_WSP: baselines.PolicyName.GF_WSP,
+        PolicyName.FG_SP: baselines.PolicyName.FG_SP,
+    }[policy]
+    if policy is PolicyName.PRIORITIZE_AND_ROUTE:
+        spec = spec.model_copy(update={"gate": GateRule.STATIC_PRIORITY})
+    elif policy is PolicyName.SLI_ROUTER:
+        spec = spec.model_copy(update={"router": RouterRule.SLI_SPLIT})
+    plan = baselines.plan_for(runtime_name, spec)
+    return Controller(int(plan.gate), int(plan.router), plan.mixed_gpus)
+
+
+def spec_at(spec: ControllerSpec, gpus: int) -> ControllerSpec:
+    """The same plan on `gpus` GPUs: targets scale with n, `M = ⌈n·Σx*⌉` is recomputed."""
+    if not 1 <= gpus <= MAX_GPUS:
+        raise SimulationInputError(
+            f"gpus: {gpus} is outside what the simulator runs (1 to {MAX_GPUS:,})")
+    if gpus == spec.cluster.gpus:
+        return spec
+    scale = gpus / spec.cluster.gpus
+    mixed = mixed_gpu_count(gpus, spec.cluster.mixed_share)
+    cluster = spec.cluster.model_copy(update={"gpus": gpus, "mixed_gpus": mixed,
+                                              "solo_gpus": gpus - mixed})
+    classes = [c.model_copy(update={"targets": c.targets.model_copy(update={
+        f: getattr(c.targets, f) * scale for f in type(c.targets).model_fields})})
+        for c in spec.classes]
+    return spec.model_copy(update={"cluster": cluster, "classes": classes})
 
 
 @dataclass(frozen=True)
@@ -134,12 +155,9 @@ def spec_classes(spec: ControllerSpec) -> tuple[WorkloadClass, ...]:
                                c.price_output) for c in spec.classes)
 
 
-def build_instance(spec: ControllerSpec, gpus: int | None = None) -> Instance:
-    """The spec at `gpus` GPUs (default: the spec's own); targets scale with n."""
-    n = spec.cluster.gpus if gpus is None else gpus
-    if not 1 <= n <= MAX_GPUS:
-        raise SimulationInputError(
-            f"gpus: {n} is outside what the simulator runs (1 to {MAX_GPUS:,})")
+def build_instance(spec: ControllerSpec) -> Instance:
+    """The spec's numbers as arrays (call on `spec_at(spec, n)` for another cluster size)."""
+    n = spec.cluster.gpus
     if spec.cluster.max_batch > MAX_BATCH:
         raise SimulationInputError(
             f"cluster.max_batch: {spec.cluster.max_batch} streams per GPU is more than the "
@@ -148,8 +166,7 @@ def build_instance(spec: ControllerSpec, gpus: int | None = None) -> Instance:
         raise SimulationInputError("classes: every class has rate 0; there is nothing to "
                                    "simulate")
     cluster = spec_cluster(spec)
-    scale = n / spec.cluster.gpus
-    mixed = mixed_gpu_count(n, spec.cluster.mixed_share)
+    mixed = spec.cluster.mixed_gpus
     cls = np.zeros((len(spec.classes), N_CCOL))
     for i, (c, wc) in enumerate(zip(spec.classes, spec_classes(spec), strict=True)):
         r = service_rates(cluster, wc)
@@ -157,16 +174,12 @@ def build_instance(spec: ControllerSpec, gpus: int | None = None) -> Instance:
             w_prefill, w_decode = 0.0, wc.bundled_price
         else:
             w_prefill, w_decode = wc.price_input * wc.prompt, wc.price_output * wc.output
-        if c.p_solo > 0 and mixed == n and spec.router is RouterRule.SLI_SPLIT:
-            raise SimulationInputError(
-                f"classes[{i}].p_solo: {c.p_solo} of its decodes go to the solo pool, but the "
-                f"plan has no solo GPUs at n = {n}")
         cls[i, C_LAMBDA] = n * c.rate
         cls[i, C_THETA] = wc.theta
         cls[i, C_MU_P], cls[i, C_MU_M], cls[i, C_MU_S] = r.mu_p, r.mu_m, r.mu_s
         cls[i, C_W_PREFILL], cls[i, C_W_DECODE] = w_prefill, w_decode
-        cls[i, C_TARGET_X] = scale * c.targets.prefill
-        cls[i, C_TARGET_Q] = scale * c.targets.prefill_queue
+        cls[i, C_TARGET_X] = c.targets.prefill
+        cls[i, C_TARGET_Q] = c.targets.prefill_queue
         cls[i, C_RANK] = c.priority
         cls[i, C_P_SOLO] = c.p_solo
         cls[i, C_PROMPT], cls[i, C_OUTPUT] = c.prompt, c.output
@@ -176,6 +189,24 @@ def build_instance(spec: ControllerSpec, gpus: int | None = None) -> Instance:
     return Instance(n, spec.cluster.max_batch, mixed, spec.cluster.chunk, spec.cluster.alpha,
                     spec.cluster.beta, spec.cluster.tau_solo, cls,
                     tuple(c.name for c in spec.classes))
+
+
+def check_routable(spec: ControllerSpec, ctl: Controller) -> None:
+    """The SLI router sends a fixed share of each class to each pool: both must exist."""
+    from fluidgate.controllers.baselines import RouterKind
+
+    if ctl.router != RouterKind.SLI:
+        return
+    n = spec.cluster.gpus
+    for i, c in enumerate(spec.classes):
+        if c.rate > 0 and c.p_solo > 0 and ctl.mixed_gpus == n:
+            raise SimulationInputError(
+                f"classes[{i}].p_solo: {c.p_solo:g} of its decodes go to the solo pool, but "
+                f"the plan has no solo GPUs at n = {n}")
+        if c.rate > 0 and c.p_solo < 1 and ctl.mixed_gpus == 0:
+            raise SimulationInputError(
+                f"classes[{i}].p_solo: {1 - c.p_solo:g} of its decodes go to the mixed pool, "
+                f"but the plan has no mixed GPUs at n = {n}")
 
 
 def whole_tokens(spec: ControllerSpec) -> None:

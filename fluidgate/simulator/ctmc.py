@@ -15,14 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from fluidgate.simulator._rules_shim import (
-    BUFFER_SOLO,
-    ROUTE_SLI,
-    ROUTE_STAY,
-    TO_MIXED,
-    TO_SOLO,
-    route_pool,
-)
+from fluidgate.controllers import rules
 from fluidgate.simulator.common import (
     C_LAMBDA,
     C_MU_M,
@@ -48,19 +41,21 @@ from fluidgate.simulator.common import (
     P_SEED,
     P_SNAP_DT,
     P_SNAPS,
-    P_STATIC,
     P_WARMUP,
-    POOL_MIXED,
-    POOL_SOLO,
+    ROUTER_STAY,
     STATUS_QUEUE_FULL,
     abandon_one,
     abandonment_rate,
+    buffer_queue_base,
     choose_admission,
+    choose_placement,
+    freed_slot_buffer,
     integrate,
     oldest_buffered,
     record,
     snapshot,
 )
+from fluidgate.simulator.localbuf import L_CLS, L_HEAD, lb_new, lb_push, lb_remove
 from fluidgate.simulator.structures import (
     F_ARRIVAL,
     q_pop,
@@ -76,8 +71,7 @@ SET_PREFILL, SET_SOLO, SET_MIXED = 0, 1, 2
 
 
 @njit(cache=True)
-def _refresh(g, cls, bsz, pf, ndec, dcnt, cap, pfable, pool, tree, leaves,
-             items, pos, size, stay):  # type: ignore[no-untyped-def]
+def _refresh(g, cls, pf, dcnt, ndec, cap, n_mixed, tree, leaves, items, pos, size, stay):  # type: ignore[no-untyped-def]
     """Bring GPU g's event rate and its set memberships up to date after any change."""
     busy = pf[g] >= 0
     rate = cls[pf[g], C_MU_P] if busy else 0.0
@@ -85,12 +79,13 @@ def _refresh(g, cls, bsz, pf, ndec, dcnt, cap, pfable, pool, tree, leaves,
     for i in range(cls.shape[0]):
         rate += dcnt[g, i] * cls[i, col]
     sum_update(tree, leaves, g, rate)
-    if pfable[g] and not busy and ndec[g] < bsz:
+    mixed = g < n_mixed
+    if mixed and not busy:
         set_add(items, pos, size, SET_PREFILL, g)
     else:
         set_remove(items, pos, size, SET_PREFILL, g)
     if not stay:
-        s = SET_MIXED if pool[g] == POOL_MIXED else SET_SOLO
+        s = SET_MIXED if mixed else SET_SOLO
         if ndec[g] < cap[g]:
             set_add(items, pos, size, s, g)
         else:
@@ -98,14 +93,30 @@ def _refresh(g, cls, bsz, pf, ndec, dcnt, cap, pfable, pool, tree, leaves,
 
 
 @njit(cache=True)
-def run_ctmc(p_int, p_flt, cls, trace_t, trace_c, qrec, counts, integ, sums, samples, nsamp,
-             snaps, money, info):  # type: ignore[no-untyped-def]
-    """Simulate one run; the results go into the output arrays. Returns nothing; `info`
-    holds the event count and the status (queue storage full: rerun with more)."""
+def _place(g, c, t, slot_cls, slot_start, ndec, dcnt, pf, dec_mixed, dec_solo):  # type: ignore[no-untyped-def]
+    """Start a class-c decode on GPU g (the caller knows a slot is free)."""
+    for s in range(slot_cls.shape[1]):
+        if slot_cls[g, s] < 0:
+            slot_cls[g, s] = c
+            slot_start[g, s] = t
+            break
+    ndec[g] += 1
+    dcnt[g, c] += 1
+    if pf[g] >= 0:
+        dec_mixed[c] += 1
+    else:
+        dec_solo[c] += 1
+
+
+@njit(cache=True)
+def run_ctmc(p_int, p_flt, cls, tx, tq, order, trace_t, trace_c, qrec, counts, integ, sums,
+             samples, nsamp, snaps, money, info):  # type: ignore[no-untyped-def]
+    """Simulate one run into the output arrays; `info` gets the event count and the status
+    (queue storage full: the caller reruns the same seed with more)."""
     n, bsz, n_mixed = p_int[P_GPUS], p_int[P_BATCH], p_int[P_MIXED]
-    static, gate, router = p_int[P_STATIC] == 1, p_int[P_GATE], p_int[P_ROUTER]
+    gate, router = p_int[P_GATE], p_int[P_ROUTER]
     horizon, warmup, snap_dt = p_flt[P_HORIZON], p_flt[P_WARMUP], p_flt[P_SNAP_DT]
-    stay = router == ROUTE_STAY
+    stay = router == ROUTER_STAY
     k = cls.shape[0]
     np.random.seed(p_int[P_SEED])
 
@@ -115,17 +126,11 @@ def run_ctmc(p_int, p_flt, cls, trace_t, trace_c, qrec, counts, integ, sums, sam
     slot_start = np.zeros((n, bsz))
     ndec = np.zeros(n, np.int64)
     dcnt = np.zeros((n, k), np.int64)
-    pfable = np.zeros(n, np.bool_)
     cap = np.zeros(n, np.int64)
     pool = np.zeros(n, np.int64)
     for g in range(n):
-        if static:
-            pfable[g] = g < n_mixed
-            cap[g] = bsz - 1 if g < n_mixed else bsz
-            pool[g] = POOL_MIXED if g < n_mixed else POOL_SOLO
-        else:  # every GPU may prefill; staying decodes use the prefill's own slot
-            pfable[g] = True
-            cap[g] = bsz if stay else bsz - 1
+        cap[g] = bsz - 1 if g < n_mixed else bsz
+        pool[g] = rules.MIXED if g < n_mixed else rules.SOLO
     leaves = 1
     while leaves < n:
         leaves *= 2
@@ -134,15 +139,15 @@ def run_ctmc(p_int, p_flt, cls, trace_t, trace_c, qrec, counts, integ, sums, sam
     pos = np.full((3, n), -1, np.int64)
     size = np.zeros(3, np.int64)
     for g in range(n):
-        _refresh(g, cls, bsz, pf, ndec, dcnt, cap, pfable, pool, tree, leaves, items, pos,
-                 size, stay)
+        _refresh(g, cls, pf, dcnt, ndec, cap, n_mixed, tree, leaves, items, pos, size, stay)
     qhead = np.zeros(3 * k, np.int64)
     qlen = np.zeros(3 * k, np.int64)
+    lbi, lbf, lbg, lbitems, lbsize, lbfree = lb_new(n, k, qrec.shape[1] if stay else 1)
     running = np.zeros(k, np.int64)
     dec_mixed = np.zeros(k, np.int64)
     dec_solo = np.zeros(k, np.int64)
     waiting = np.zeros(k, np.int64)
-    heads = np.zeros(k)
+    tickets = np.zeros(k, np.int64)
 
     lam_total = 0.0
     for i in range(k):
@@ -157,15 +162,16 @@ def run_ctmc(p_int, p_flt, cls, trace_t, trace_c, qrec, counts, integ, sums, sam
     next_snap = warmup
     n_snap = 0
     events = 0
+    ticket = 0
     while True:
-        abandon = abandonment_rate(cls, qlen)
+        abandon = abandonment_rate(cls, qlen, lbsize)
         total = tree[1] + abandon
         t_event = t + np.random.exponential(1.0 / total) if total > 0 else np.inf
         t_next = min(t_event, next_arrival, horizon)
         if t_next > warmup:
-            integrate(integ, t_next - max(t, warmup), running, dec_mixed, dec_solo, qlen)
+            integrate(integ, t_next - max(t, warmup), running, dec_mixed, dec_solo, qlen, lbsize)
         while n_snap < p_int[P_SNAPS] and next_snap <= t_next:
-            snapshot(snaps, n_snap, running, dec_mixed, dec_solo, qlen)
+            snapshot(snaps, n_snap, running, dec_mixed, dec_solo, qlen, lbsize)
             n_snap += 1
             next_snap += snap_dt
         t = t_next
@@ -190,102 +196,109 @@ def run_ctmc(p_int, p_flt, cls, trace_t, trace_c, qrec, counts, integ, sums, sam
                 next_arrival = t + np.random.exponential(1.0 / lam_total)
             if counting:
                 counts[c, K_ARRIVED] += 1
-            if not q_push(qrec, qhead, qlen, c, t, 0.0, 0.0, 0.0):
+            if not q_push(qrec, qhead, qlen, c, t, 0.0, 0.0, 0.0, ticket):
                 info[INFO_STATUS], info[INFO_QUEUE] = STATUS_QUEUE_FULL, c
                 break
+            ticket += 1
             admit = True
         else:
             u = np.random.random() * total
             if u >= tree[1]:  # an abandonment
                 abandon_one(min(u - tree[1], abandon * (1 - 1e-12)), cls, qrec, qhead, qlen,
-                            counts, counting)
-            else:
-                g, u = sum_find(tree, leaves, u)
-                if g >= n:  # rounding at the very end of the range
-                    g = n - 1
-                busy = pf[g] >= 0
-                done_prefill = False
-                c = -1
-                if busy:
-                    r = cls[pf[g], C_MU_P]
-                    if u < r:
-                        done_prefill = True
-                    else:
-                        u -= r
-                if done_prefill:
-                    c = pf[g]
-                    pf[g] = -1
-                    running[c] -= 1
-                    for i in range(k):
-                        dec_mixed[i] -= dcnt[g, i]
-                        dec_solo[i] += dcnt[g, i]
-                    if counting:
-                        counts[c, K_ADMITTED] += 1
-                        money[0] += cls[c, C_W_PREFILL]
-                        record(samples, nsamp, sums, 0, c, t - pf_arrival[g])
+                            lbi, lbg, lbitems, lbsize, lbfree, counts, counting)
+                continue
+            g, u = sum_find(tree, leaves, u)
+            if g >= n:  # rounding at the very end of the range
+                g = n - 1
+            busy = pf[g] >= 0
+            if busy and u < cls[pf[g], C_MU_P]:  # g's prefill completes
+                c = pf[g]
+                pf[g] = -1
+                running[c] -= 1
+                for i in range(k):
+                    dec_mixed[i] -= dcnt[g, i]
+                    dec_solo[i] += dcnt[g, i]
+                if counting:
+                    counts[c, K_ADMITTED] += 1
+                    money[0] += cls[c, C_W_PREFILL]
+                    record(samples, nsamp, sums, 0, c, t - pf_arrival[g])
+                code = choose_placement(router, cls[c, C_P_SOLO], size[SET_SOLO],
+                                        size[SET_MIXED], cap[g] - ndec[g])
+                target = -1
+                if code == rules.SOLO:
+                    target = set_draw(items, size, SET_SOLO)
+                elif code == rules.MIXED:
+                    target = set_draw(items, size, SET_MIXED)
+                elif code == rules.LOCAL:
                     target = g
-                    if not stay:
-                        dest = route_pool(router, cls[c, C_P_SOLO], np.random.random(),
-                                          size[SET_SOLO], size[SET_MIXED])
-                        if dest == TO_SOLO:
-                            target = set_draw(items, size, SET_SOLO)
-                        elif dest == TO_MIXED:
-                            target = set_draw(items, size, SET_MIXED)
-                        else:
-                            target = -1
-                            q = (k if dest == BUFFER_SOLO else 2 * k) + c
-                            if not q_push(qrec, qhead, qlen, q, pf_arrival[g], t, 0.0, 0.0):
-                                info[INFO_STATUS], info[INFO_QUEUE] = STATUS_QUEUE_FULL, q
-                                break
-                    _refresh(g, cls, bsz, pf, ndec, dcnt, cap, pfable, pool, tree, leaves,
-                             items, pos, size, stay)
-                    if target >= 0:
-                        _place(target, c, t, slot_cls, slot_start, ndec, dcnt, pf, dec_mixed,
-                               dec_solo)
-                        _refresh(target, cls, bsz, pf, ndec, dcnt, cap, pfable, pool, tree,
-                                 leaves, items, pos, size, stay)
-                    admit = True
-                else:  # a decode completes: which class, then which of its slots
-                    col = C_MU_M if busy else C_MU_S
-                    c = k - 1
-                    for i in range(k):
+                elif code == rules.WAIT_LOCAL:
+                    if not lb_push(lbi, lbf, lbg, lbitems, lbsize, lbfree, g, c, pf_arrival[g],
+                                   t, 0):
+                        info[INFO_STATUS], info[INFO_QUEUE] = STATUS_QUEUE_FULL, k + c
+                        break
+                else:
+                    q = buffer_queue_base(code, k) + c
+                    if not q_push(qrec, qhead, qlen, q, pf_arrival[g], t, 0.0, 0.0, 0.0):
+                        info[INFO_STATUS], info[INFO_QUEUE] = STATUS_QUEUE_FULL, q
+                        break
+                if target >= 0:
+                    _place(target, c, t, slot_cls, slot_start, ndec, dcnt, pf, dec_mixed,
+                           dec_solo)
+                    if target != g:
+                        _refresh(target, cls, pf, dcnt, ndec, cap, n_mixed, tree, leaves,
+                                 items, pos, size, stay)
+                _refresh(g, cls, pf, dcnt, ndec, cap, n_mixed, tree, leaves, items, pos,
+                         size, stay)
+                admit = True
+            else:  # a decode completes: which class, then which of its slots
+                if busy:
+                    u -= cls[pf[g], C_MU_P]
+                col = C_MU_M if busy else C_MU_S
+                c = -1
+                for i in range(k):
+                    if dcnt[g, i] > 0:
+                        c = i
                         r = dcnt[g, i] * cls[i, col]
                         if u < r:
-                            c = i
                             break
                         u -= r
-                    j = np.random.randint(0, dcnt[g, c])
-                    s = 0
-                    for s in range(bsz):
-                        if slot_cls[g, s] == c:
-                            if j == 0:
-                                break
-                            j -= 1
-                    slot_cls[g, s] = -1
-                    ndec[g] -= 1
-                    dcnt[g, c] -= 1
-                    if busy:
-                        dec_mixed[c] -= 1
-                    else:
-                        dec_solo[c] -= 1
-                    if counting:
-                        counts[c, K_SERVED_MIXED if busy else K_SERVED_SOLO] += 1
-                        money[0] += cls[c, C_W_DECODE]
-                        record(samples, nsamp, sums, 1, c,
-                               (t - slot_start[g, s]) / cls[c, C_OUTPUT])
-                    if not stay:
-                        q = oldest_buffered(qrec, qhead, qlen, k,
-                                            pool[g] if router == ROUTE_SLI else POOL_SOLO)
-                        if q >= 0:
-                            q_pop(qrec, qhead, qlen, q)
-                            _place(g, q % k, t, slot_cls, slot_start, ndec, dcnt, pf,
-                                   dec_mixed, dec_solo)
-                    _refresh(g, cls, bsz, pf, ndec, dcnt, cap, pfable, pool, tree, leaves,
-                             items, pos, size, stay)
-                    admit = stay or not static
+                j = np.random.randint(0, dcnt[g, c])
+                s = 0
+                for s in range(bsz):
+                    if slot_cls[g, s] == c:
+                        if j == 0:
+                            break
+                        j -= 1
+                slot_cls[g, s] = -1
+                ndec[g] -= 1
+                dcnt[g, c] -= 1
+                if busy:
+                    dec_mixed[c] -= 1
+                else:
+                    dec_solo[c] -= 1
+                if counting:
+                    counts[c, K_SERVED_MIXED if busy else K_SERVED_SOLO] += 1
+                    money[0] += cls[c, C_W_DECODE]
+                    record(samples, nsamp, sums, 1, c, (t - slot_start[g, s]) / cls[c, C_OUTPUT])
+                code = freed_slot_buffer(router, rules.LOCAL if stay else pool[g])
+                if code == rules.WAIT_LOCAL:
+                    r_head = lbg[g, L_HEAD]
+                    if r_head >= 0:
+                        lb_remove(lbi, lbg, lbitems, lbsize, lbfree, r_head)
+                        _place(g, lbi[r_head, L_CLS], t, slot_cls, slot_start, ndec, dcnt, pf,
+                               dec_mixed, dec_solo)
+                elif code != rules.NO_BUFFER:
+                    q = oldest_buffered(qrec, qhead, qlen, k, buffer_queue_base(code, k))
+                    if q >= 0:
+                        q_pop(qrec, qhead, qlen, q)
+                        _place(g, q % k, t, slot_cls, slot_start, ndec, dcnt, pf, dec_mixed,
+                               dec_solo)
+                _refresh(g, cls, pf, dcnt, ndec, cap, n_mixed, tree, leaves, items, pos, size,
+                         stay)
         if admit:
             while size[SET_PREFILL] > 0:
-                c = choose_admission(gate, cls, qrec, qhead, qlen, running, waiting, heads)
+                c = choose_admission(gate, qrec, qhead, qlen, running, waiting, tickets, tx, tq,
+                                     order)
                 if c < 0:
                     break
                 g = set_draw(items, size, SET_PREFILL)
@@ -296,23 +309,6 @@ def run_ctmc(p_int, p_flt, cls, trace_t, trace_c, qrec, counts, integ, sums, sam
                 for i in range(k):
                     dec_solo[i] -= dcnt[g, i]
                     dec_mixed[i] += dcnt[g, i]
-                _refresh(g, cls, bsz, pf, ndec, dcnt, cap, pfable, pool, tree, leaves, items,
-                         pos, size, stay)
+                _refresh(g, cls, pf, dcnt, ndec, cap, n_mixed, tree, leaves, items, pos, size,
+                         stay)
     info[INFO_EVENTS] = events
-
-
-@njit(cache=True)
-def _place(g, c, t, slot_cls, slot_start, ndec, dcnt, pf, dec_mixed, dec_solo):  # type: ignore[no-untyped-def]
-    """Start a class-c decode on GPU g (the caller knows a slot is free)."""
-    for s in range(slot_cls.shape[1]):
-        if slot_cls[g, s] < 0:
-            slot_cls[g, s] = c
-            slot_start[g, s] = t
-            break
-    ndec[g] += 1
-    dcnt[g, c] += 1
-    if pf[g] >= 0:
-        dec_mixed[c] += 1
-    else:
-        dec_solo[c] += 1
-

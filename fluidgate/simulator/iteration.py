@@ -17,14 +17,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from fluidgate.simulator._rules_shim import (
-    BUFFER_SOLO,
-    ROUTE_SLI,
-    ROUTE_STAY,
-    TO_MIXED,
-    TO_SOLO,
-    route_pool,
-)
+from fluidgate.controllers import rules
 from fluidgate.simulator.common import (
     C_LAMBDA,
     C_OUTPUT,
@@ -50,20 +43,22 @@ from fluidgate.simulator.common import (
     P_SEED,
     P_SNAP_DT,
     P_SNAPS,
-    P_STATIC,
     P_WARMUP,
-    POOL_MIXED,
-    POOL_SOLO,
+    ROUTER_STAY,
     STATUS_QUEUE_FULL,
     abandon_one,
     abandonment_rate,
+    buffer_queue_base,
     choose_admission,
+    choose_placement,
+    freed_slot_buffer,
     integrate,
     oldest_buffered,
     record,
     snapshot,
 )
 from fluidgate.simulator.config import Instance
+from fluidgate.simulator.localbuf import L_CLS, L_HEAD, L_OUT, lb_new, lb_push, lb_remove
 from fluidgate.simulator.structures import (
     F_ARRIVAL,
     F_OUTPUT,
@@ -93,13 +88,14 @@ def timing_table(inst: Instance) -> tuple[NDArray[np.float64], NDArray[np.float6
 
 
 @njit(cache=True)
-def _sets(g, bsz, pf, ndec, cap, pfable, pool, items, pos, size, stay):  # type: ignore[no-untyped-def]
-    if pfable[g] and pf[g] < 0 and ndec[g] < bsz:
+def _sets(g, n_mixed, pf, ndec, cap, items, pos, size, stay):  # type: ignore[no-untyped-def]
+    mixed = g < n_mixed
+    if mixed and pf[g] < 0:
         set_add(items, pos, size, SET_PREFILL, g)
     else:
         set_remove(items, pos, size, SET_PREFILL, g)
     if not stay:
-        s = SET_MIXED if pool[g] == POOL_MIXED else SET_SOLO
+        s = SET_MIXED if mixed else SET_SOLO
         if ndec[g] < cap[g]:
             set_add(items, pos, size, s, g)
         else:
@@ -147,13 +143,13 @@ def _place(g, c, t, out_tokens, slot_cls, slot_start, slot_end, slot_out, ndec, 
 
 
 @njit(cache=True)
-def run_iteration(p_int, p_flt, cls, trace_t, trace_c, trace_len, solo, mix, qrec, counts,
-                  integ, sums, samples, nsamp, snaps, money, info):  # type: ignore[no-untyped-def]
+def run_iteration(p_int, p_flt, cls, tx, tq, order, trace_t, trace_c, trace_len, solo, mix, qrec,
+                  counts, integ, sums, samples, nsamp, snaps, money, info):  # type: ignore[no-untyped-def]
     n, bsz, n_mixed = p_int[P_GPUS], p_int[P_BATCH], p_int[P_MIXED]
-    static, gate, router = p_int[P_STATIC] == 1, p_int[P_GATE], p_int[P_ROUTER]
+    gate, router = p_int[P_GATE], p_int[P_ROUTER]
     bundled = p_int[P_BUNDLED] == 1
     horizon, warmup, snap_dt = p_flt[P_HORIZON], p_flt[P_WARMUP], p_flt[P_SNAP_DT]
-    stay = router == ROUTE_STAY
+    stay = router == ROUTER_STAY
     chunk = mix.shape[0] - 1
     k = cls.shape[0]
     np.random.seed(p_int[P_SEED])
@@ -173,17 +169,11 @@ def run_iteration(p_int, p_flt, cls, trace_t, trace_c, trace_len, solo, mix, qre
     busy = np.zeros(n, np.bool_)
     ndec = np.zeros(n, np.int64)
     dcnt = np.zeros((n, k), np.int64)
-    pfable = np.zeros(n, np.bool_)
     cap = np.zeros(n, np.int64)
     pool = np.zeros(n, np.int64)
     for g in range(n):
-        if static:
-            pfable[g] = g < n_mixed
-            cap[g] = bsz - 1 if g < n_mixed else bsz
-            pool[g] = POOL_MIXED if g < n_mixed else POOL_SOLO
-        else:
-            pfable[g] = True
-            cap[g] = bsz if stay else bsz - 1
+        cap[g] = bsz - 1 if g < n_mixed else bsz
+        pool[g] = rules.MIXED if g < n_mixed else rules.SOLO
     leaves = 1
     while leaves < n:
         leaves *= 2
@@ -197,14 +187,16 @@ def run_iteration(p_int, p_flt, cls, trace_t, trace_c, trace_len, solo, mix, qre
     pos = np.full((3, n), -1, np.int64)
     size = np.zeros(3, np.int64)
     for g in range(n):
-        _sets(g, bsz, pf, ndec, cap, pfable, pool, items, pos, size, stay)
+        _sets(g, n_mixed, pf, ndec, cap, items, pos, size, stay)
     qhead = np.zeros(3 * k, np.int64)
     qlen = np.zeros(3 * k, np.int64)
+    lbi, lbf, lbg, lbitems, lbsize, lbfree = lb_new(n, k, qrec.shape[1] if stay else 1)
     running = np.zeros(k, np.int64)
     dec_mixed = np.zeros(k, np.int64)
     dec_solo = np.zeros(k, np.int64)
     waiting = np.zeros(k, np.int64)
-    heads = np.zeros(k)
+    tickets = np.zeros(k, np.int64)
+    ticket = 0
 
     lam_total = 0.0
     for i in range(k):
@@ -221,14 +213,14 @@ def run_iteration(p_int, p_flt, cls, trace_t, trace_c, trace_len, solo, mix, qre
     events = 0
     steps = 0
     while True:
-        abandon = abandonment_rate(cls, qlen)
+        abandon = abandonment_rate(cls, qlen, lbsize)
         t_abandon = t + np.random.exponential(1.0 / abandon) if abandon > 0 else np.inf
         t_gpu = tval[1]
         t_next = min(t_abandon, next_arrival, t_gpu, horizon)
         if t_next > warmup:
-            integrate(integ, t_next - max(t, warmup), running, dec_mixed, dec_solo, qlen)
+            integrate(integ, t_next - max(t, warmup), running, dec_mixed, dec_solo, qlen, lbsize)
         while n_snap < p_int[P_SNAPS] and next_snap <= t_next:
-            snapshot(snaps, n_snap, running, dec_mixed, dec_solo, qlen)
+            snapshot(snaps, n_snap, running, dec_mixed, dec_solo, qlen, lbsize)
             n_snap += 1
             next_snap += snap_dt
         t = t_next
@@ -255,12 +247,13 @@ def run_iteration(p_int, p_flt, cls, trace_t, trace_c, trace_len, solo, mix, qre
                 next_arrival = t + np.random.exponential(1.0 / lam_total)
             if counting:
                 counts[c, K_ARRIVED] += 1
-            if not q_push(qrec, qhead, qlen, c, t, 0.0, prompt, out_tokens):
+            if not q_push(qrec, qhead, qlen, c, t, 0.0, prompt, out_tokens, ticket):
                 info[INFO_STATUS], info[INFO_QUEUE] = STATUS_QUEUE_FULL, c
                 break
+            ticket += 1
         elif t == t_abandon:
             abandon_one(np.random.random() * abandon * (1 - 1e-12), cls, qrec, qhead, qlen,
-                        counts, counting)
+                        lbi, lbg, lbitems, lbsize, lbfree, counts, counting)
             continue
         else:  # GPU g finishes an iteration
             g = tidx[1]
@@ -282,27 +275,32 @@ def run_iteration(p_int, p_flt, cls, trace_t, trace_c, trace_len, solo, mix, qre
                         counts[c, K_ADMITTED] += 1
                         money[0] += 0.0 if bundled else cls[c, C_PRICE_IN] * pf_prompt[g]
                         record(samples, nsamp, sums, 0, c, t - pf_arrival[g])
-                    target = g
-                    if not stay:
-                        _sets(g, bsz, pf, ndec, cap, pfable, pool, items, pos, size, stay)
-                        dest = route_pool(router, cls[c, C_P_SOLO], np.random.random(),
-                                          size[SET_SOLO], size[SET_MIXED])
-                        if dest == TO_SOLO:
-                            target = set_draw(items, size, SET_SOLO)
-                        elif dest == TO_MIXED:
-                            target = set_draw(items, size, SET_MIXED)
-                        else:
-                            target = -1
-                            q = (k if dest == BUFFER_SOLO else 2 * k) + c
-                            if not q_push(qrec, qhead, qlen, q, pf_arrival[g], t,
-                                          pf_prompt[g], pf_out[g]):
-                                info[INFO_STATUS], info[INFO_QUEUE] = STATUS_QUEUE_FULL, q
-                                break
+                    _sets(g, n_mixed, pf, ndec, cap, items, pos, size, stay)
+                    code = choose_placement(router, cls[c, C_P_SOLO], size[SET_SOLO],
+                                            size[SET_MIXED], cap[g] - ndec[g])
+                    target = -1
+                    if code == rules.SOLO:
+                        target = set_draw(items, size, SET_SOLO)
+                    elif code == rules.MIXED:
+                        target = set_draw(items, size, SET_MIXED)
+                    elif code == rules.LOCAL:
+                        target = g
+                    elif code == rules.WAIT_LOCAL:
+                        if not lb_push(lbi, lbf, lbg, lbitems, lbsize, lbfree, g, c,
+                                       pf_arrival[g], t, pf_out[g]):
+                            info[INFO_STATUS], info[INFO_QUEUE] = STATUS_QUEUE_FULL, k + c
+                            break
+                    else:
+                        q = buffer_queue_base(code, k) + c
+                        if not q_push(qrec, qhead, qlen, q, pf_arrival[g], t, pf_prompt[g],
+                                      pf_out[g], 0.0):
+                            info[INFO_STATUS], info[INFO_QUEUE] = STATUS_QUEUE_FULL, q
+                            break
                     if target >= 0:
                         _place(target, c, t, pf_out[g], slot_cls, slot_start, slot_end,
                                slot_out, ndec, dcnt, pf, dec_mixed, dec_solo, done, busy,
                                next_fin)
-                        _sets(target, bsz, pf, ndec, cap, pfable, pool, items, pos, size, stay)
+                        _sets(target, n_mixed, pf, ndec, cap, items, pos, size, stay)
                         if target != g and not busy[target]:
                             _start(target, t, chunk, pf, pf_rem, pf_chunk, ndec, busy, solo,
                                    mix, tval, tidx, leaves)
@@ -334,20 +332,30 @@ def run_iteration(p_int, p_flt, cls, trace_t, trace_c, trace_len, solo, mix, qre
                     elif slot_end[g, s] < nxt:
                         nxt = slot_end[g, s]
                 next_fin[g] = nxt
-                if not stay:
-                    while ndec[g] < cap[g]:
-                        q = oldest_buffered(qrec, qhead, qlen, k,
-                                            pool[g] if router == ROUTE_SLI else POOL_SOLO)
+                code = freed_slot_buffer(router, rules.LOCAL if stay else pool[g])
+                while ndec[g] < cap[g]:
+                    if code == rules.WAIT_LOCAL:
+                        r_head = lbg[g, L_HEAD]
+                        if r_head < 0:
+                            break
+                        lb_remove(lbi, lbg, lbitems, lbsize, lbfree, r_head)
+                        _place(g, lbi[r_head, L_CLS], t, lbi[r_head, L_OUT], slot_cls,
+                               slot_start, slot_end, slot_out, ndec, dcnt, pf, dec_mixed,
+                               dec_solo, done, busy, next_fin)
+                    elif code != rules.NO_BUFFER:
+                        q = oldest_buffered(qrec, qhead, qlen, k, buffer_queue_base(code, k))
                         if q < 0:
                             break
                         slot = q_pop(qrec, qhead, qlen, q)
                         _place(g, q % k, t, int(qrec[q, slot, F_OUTPUT]), slot_cls, slot_start,
                                slot_end, slot_out, ndec, dcnt, pf, dec_mixed, dec_solo, done,
                                busy, next_fin)
-            _sets(g, bsz, pf, ndec, cap, pfable, pool, items, pos, size, stay)
+                    else:
+                        break
+            _sets(g, n_mixed, pf, ndec, cap, items, pos, size, stay)
         # admissions: every free prefill slot takes the class its gate picks
         while size[SET_PREFILL] > 0:
-            c = choose_admission(gate, cls, qrec, qhead, qlen, running, waiting, heads)
+            c = choose_admission(gate, qrec, qhead, qlen, running, waiting, tickets, tx, tq, order)
             if c < 0:
                 break
             h = set_draw(items, size, SET_PREFILL)
@@ -361,7 +369,7 @@ def run_iteration(p_int, p_flt, cls, trace_t, trace_c, trace_len, solo, mix, qre
             for i in range(k):
                 dec_solo[i] -= dcnt[h, i]
                 dec_mixed[i] += dcnt[h, i]
-            _sets(h, bsz, pf, ndec, cap, pfable, pool, items, pos, size, stay)
+            _sets(h, n_mixed, pf, ndec, cap, items, pos, size, stay)
             if not busy[h]:
                 _start(h, t, chunk, pf, pf_rem, pf_chunk, ndec, busy, solo, mix, tval, tidx,
                        leaves)

@@ -22,9 +22,12 @@ from fluidgate.simulator.config import (
     PolicyName,
     SimulationInputError,
     build_instance,
+    check_routable,
     controller_for,
+    spec_at,
     whole_tokens,
 )
+from fluidgate.simulator.structures import N_FIELDS
 from fluidgate.simulator.trace import Trace
 
 # Queue storage starts at this many requests per queue and doubles up to the limit; a queue
@@ -36,7 +39,7 @@ PERCENTILES = (50.0, 90.0, 99.0)
 
 @dataclass(frozen=True)
 class RunOptions:
-    policy: PolicyName = PolicyName.SPEC
+    policy: PolicyName = PolicyName.GATE_AND_ROUTE
     fidelity: Fidelity = Fidelity.CTMC
     gpus: int | None = None  # default: the spec's cluster size
     seed: int = 0
@@ -113,8 +116,11 @@ def _window(inst: Instance, opts: RunOptions) -> tuple[float, float]:
 
 def simulate(spec: ControllerSpec, opts: RunOptions) -> RunResult:
     """Run one seed of one policy at one fidelity; refuses what it cannot represent."""
-    inst = build_instance(spec, opts.gpus)
+    if opts.gpus is not None:
+        spec = spec_at(spec, opts.gpus)
+    inst = build_instance(spec)
     ctl = controller_for(opts.policy, spec)
+    check_routable(spec, ctl)
     if opts.fidelity is Fidelity.ITERATION:
         whole_tokens(spec)
     trace_t = np.zeros(0)
@@ -127,26 +133,30 @@ def simulate(spec: ControllerSpec, opts: RunOptions) -> RunResult:
     warmup, duration = _window(inst, opts)
     k = len(inst.names)
     p_int = np.zeros(cm.N_PINT, np.int64)
-    p_int[[cm.P_GPUS, cm.P_BATCH, cm.P_MIXED, cm.P_STATIC, cm.P_GATE, cm.P_ROUTER, cm.P_SEED,
-           cm.P_SNAPS]] = [inst.gpus, inst.max_batch, inst.mixed_gpus, int(ctl.static_plan),
-                           ctl.gate, ctl.router, opts.seed, opts.snapshots]
+    p_int[[cm.P_GPUS, cm.P_BATCH, cm.P_MIXED, cm.P_GATE, cm.P_ROUTER, cm.P_SEED,
+           cm.P_SNAPS]] = [inst.gpus, inst.max_batch, ctl.mixed_gpus, ctl.gate, ctl.router,
+                           opts.seed, opts.snapshots]
+    tx = np.ascontiguousarray(inst.cls[:, cm.C_TARGET_X])
+    tq = np.ascontiguousarray(inst.cls[:, cm.C_TARGET_Q])
+    order = np.argsort(inst.cls[:, cm.C_RANK], kind="stable").astype(np.int64)
     p_int[cm.P_BUNDLED] = int(spec.pricing == "bundled")
     p_flt = np.array([warmup + duration, warmup, duration / max(opts.snapshots, 1)])
     cap = QUEUE_START
     while True:
         out = _Outputs(k, opts.samples, opts.snapshots)
-        qrec = np.zeros((3 * k, cap, 4))
+        qrec = np.zeros((3 * k, cap, N_FIELDS))
         t0 = time.perf_counter()
         if opts.fidelity is Fidelity.CTMC:
             from fluidgate.simulator.ctmc import run_ctmc
 
-            run_ctmc(p_int, p_flt, inst.cls, trace_t, trace_c, qrec, out.counts, out.integ,
-                     out.sums, out.samples, out.nsamp, out.snaps, out.money, out.info)
+            run_ctmc(p_int, p_flt, inst.cls, tx, tq, order, trace_t, trace_c, qrec, out.counts,
+                     out.integ, out.sums, out.samples, out.nsamp, out.snaps, out.money, out.info)
         else:
             from fluidgate.simulator.iteration import run_iteration, timing_table
 
             solo, mix = timing_table(inst)
-            run_iteration(p_int, p_flt, inst.cls, trace_t, trace_c, trace_len, solo, mix, qrec,
+            run_iteration(p_int, p_flt, inst.cls, tx, tq, order, trace_t, trace_c, trace_len,
+                          solo, mix, qrec,
                           out.counts, out.integ, out.sums, out.samples, out.nsamp, out.snaps,
                           out.money, out.info)
         wall = time.perf_counter() - t0
@@ -158,7 +168,7 @@ def simulate(spec: ControllerSpec, opts: RunOptions) -> RunResult:
                 f"classes[{q % k}] ('{inst.names[q % k]}'): more than {QUEUE_LIMIT:,} requests "
                 "wait in one queue; the cluster cannot serve this class and nobody leaves")
         cap *= 4
-    return _result(inst, opts, warmup, duration, out, wall)
+    return _result(inst, ctl.mixed_gpus, opts, warmup, duration, out, wall)
 
 
 class _Outputs:
@@ -180,8 +190,8 @@ def _percentiles(values: NDArray[np.float64]) -> dict[float, float]:
                                         strict=True)}
 
 
-def _result(inst: Instance, opts: RunOptions, warmup: float, duration: float, out: _Outputs,
-            wall: float) -> RunResult:
+def _result(inst: Instance, mixed_gpus: int, opts: RunOptions, warmup: float,
+            duration: float, out: _Outputs, wall: float) -> RunResult:
     classes = []
     for i, name in enumerate(inst.names):
         c, g, s = out.counts[i], out.integ[i] / duration, out.sums[i]
@@ -204,7 +214,7 @@ def _result(inst: Instance, opts: RunOptions, warmup: float, duration: float, ou
             ttft_pct=_percentiles(per_class[0]), tpot_pct=_percentiles(per_class[1])))
     step = duration / max(opts.snapshots, 1)
     return RunResult(
-        policy=opts.policy, fidelity=opts.fidelity, gpus=inst.gpus, mixed_gpus=inst.mixed_gpus,
+        policy=opts.policy, fidelity=opts.fidelity, gpus=inst.gpus, mixed_gpus=mixed_gpus,
         seed=opts.seed, warmup=warmup, duration=duration,
         events=int(out.info[cm.INFO_EVENTS]), steps=int(out.info[cm.INFO_STEPS]),
         wall_s=wall, revenue=float(out.money[0]), classes=tuple(classes),

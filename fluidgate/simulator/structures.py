@@ -5,7 +5,8 @@ that call it; there are no objects, because numba's jitclass cannot be cached on
 cold compile on every run would cost more than a short simulation.
 
 - Queues: one FIFO ring buffer per (queue id), rows of a 2-D array, with a record of four
-  floats per request (arrival time, prefill-end time, prompt tokens, output tokens). A
+  floats per request (arrival time, prefill-end time, prompt tokens, output tokens, arrival
+  ticket). A
   waiting request abandons at a uniformly random position (exponential patience makes every
   waiting request equally likely to be the next to leave), which costs a shift of the tail.
 - Index sets: O(1) add, remove and uniform draw (the router's "a random GPU with a free
@@ -20,12 +21,12 @@ import numpy as np
 from numba import njit
 
 # fields of a queued request record
-F_ARRIVAL, F_PREFILLED, F_PROMPT, F_OUTPUT = 0, 1, 2, 3
-N_FIELDS = 4
+F_ARRIVAL, F_PREFILLED, F_PROMPT, F_OUTPUT, F_TICKET = 0, 1, 2, 3, 4
+N_FIELDS = 5
 
 
 @njit(cache=True, inline="always")
-def q_push(qrec, qhead, qlen, q, arrival, prefilled, prompt, output):  # type: ignore[no-untyped-def]
+def q_push(qrec, qhead, qlen, q, arrival, prefilled, prompt, output, ticket):  # type: ignore[no-untyped-def]
     """Append a request; False when the queue's storage is full (the caller grows it)."""
     cap = qrec.shape[1]
     if qlen[q] >= cap:
@@ -35,6 +36,7 @@ def q_push(qrec, qhead, qlen, q, arrival, prefilled, prompt, output):  # type: i
     qrec[q, k, F_PREFILLED] = prefilled
     qrec[q, k, F_PROMPT] = prompt
     qrec[q, k, F_OUTPUT] = output
+    qrec[q, k, F_TICKET] = ticket
     qlen[q] += 1
     return True
 
