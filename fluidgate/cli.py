@@ -428,9 +428,20 @@ def _mount_calibration() -> None:
                   help="Measure, import and fit iteration times (the LP's α, β, γ).")
 
 
+def mount_simulator() -> None:
+    """Add `simulate` and `validate` (idempotent: tests mount them on the shared app)."""
+    from fluidgate.simulator import cli as sim
+
+    if any(c.name == "simulate" for c in app.registered_commands):
+        return
+    app.command(name="simulate")(sim.simulate)
+    app.command(name="validate")(sim.validate)
+
+
 def main() -> None:
     """Console entry point: turns any unexpected exception into a one-line bug report."""
     _mount_calibration()
+    mount_simulator()
     try:
         app()
     except KeyboardInterrupt:

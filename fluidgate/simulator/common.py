@@ -11,7 +11,6 @@ import numpy as np
 from numba import njit
 
 from fluidgate.controllers import rules
-from fluidgate.controllers.baselines import GateKind, RouterKind
 from fluidgate.simulator.localbuf import lb_remove
 from fluidgate.simulator.structures import F_PREFILLED, F_TICKET, q_remove_at
 
@@ -40,23 +39,19 @@ STATUS_OK, STATUS_QUEUE_FULL = 0, 1
 
 # queue ids: prefill queue of class i is i; decode buffers K+i (shared or solo pool) and 2K+i
 # (mixed pool); stay-on-GPU buffers live in `localbuf`.
-GATE_DEFICIT, GATE_PRIORITY, GATE_FCFS = (int(GateKind.DEFICIT), int(GateKind.PRIORITY),
-                                          int(GateKind.FCFS))
-ROUTER_SOLO_FIRST, ROUTER_SLI, ROUTER_STAY = (int(RouterKind.SOLO_FIRST), int(RouterKind.SLI),
-                                              int(RouterKind.STAY))
+ROUTER_SLI, ROUTER_STAY = rules.ROUTER_SLI, rules.ROUTER_STAY
 
 
-_gate_deficit = njit(rules.gate_deficit)
-_gate_priority = njit(rules.gate_priority)
-_gate_fcfs = njit(rules.gate_fcfs)
-_route_solo_first = njit(rules.route_solo_first)
-_route_sli = njit(rules.route_sli)
-_route_stay = njit(rules.route_stay)
+# The controllers package's rules, compiled into the loops (its dispatchers on a rule code).
+_gate = njit(rules.make_gate(njit(rules.gate_deficit), njit(rules.gate_priority),
+                             njit(rules.gate_fcfs)))
+_route = njit(rules.make_router(njit(rules.route_solo_first), njit(rules.route_sli),
+                                njit(rules.route_stay)))
 _buffer_for_slot = njit(rules.buffer_for_slot)
 
 
 @njit(cache=True)
-def choose_admission(gate, qrec, qhead, qlen, running, waiting, tickets, tx, tq, order):  # type: ignore[no-untyped-def]
+def choose_admission(gate, qrec, qhead, qlen, running, waiting, tickets, tx, tq, rank):  # type: ignore[no-untyped-def]
     """The class a free prefill slot admits now (-1: nobody waits): the policy's gate."""
     k = running.shape[0]
     any_waiting = False
@@ -67,21 +62,15 @@ def choose_admission(gate, qrec, qhead, qlen, running, waiting, tickets, tx, tq,
             any_waiting = True
     if not any_waiting:
         return -1
-    if gate == GATE_DEFICIT:
-        return _gate_deficit(waiting, running, tx, tq)
-    if gate == GATE_PRIORITY:
-        return _gate_priority(waiting, order)
-    return _gate_fcfs(waiting, tickets)
+    return _gate(gate, waiting, running, tx, tq, rank, tickets)
 
 
 @njit(cache=True)
 def choose_placement(router, p_solo, free_solo, free_mixed, free_local):  # type: ignore[no-untyped-def]
-    """Where a finished prefill's decode goes: a `rules` placement code."""
-    if router == ROUTER_STAY:
-        return _route_stay(free_local)
-    if router == ROUTER_SOLO_FIRST:
-        return _route_solo_first(free_solo, free_mixed)
-    return _route_sli(p_solo, np.random.random(), free_solo, free_mixed)
+    """Where a finished prefill's decode goes: a `rules` placement code. Only the SLI
+    router draws a random number."""
+    u = np.random.random() if router == ROUTER_SLI else 0.0
+    return _route(router, p_solo, u, free_solo, free_mixed, free_local)
 
 
 @njit(cache=True)

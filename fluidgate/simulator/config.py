@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,6 +33,7 @@ from fluidgate.simulator.common import (
     C_W_PREFILL,
     N_CCOL,
 )
+from fluidgate.simulator.names import PolicyName
 
 # Beyond these a run would not fit in memory or time on one machine; the message says so.
 MAX_GPUS = 1_000_000
@@ -42,28 +42,6 @@ MAX_BATCH = 4096
 
 class SimulationInputError(Exception):
     """A spec, trace or option the simulator cannot run; the message names the culprit."""
-
-
-class Fidelity(StrEnum):
-    CTMC = "ctmc"  # exponential service, exactly the fluid model's stochastic version
-    ITERATION = "iteration"  # GPUs run iterations of the batch's actual duration
-
-
-class PolicyName(StrEnum):
-    """The controllers a run can use (names as the validation report spells them).
-
-    Each is a `controllers.baselines` policy, run on the spec as given or with its gate or
-    router rule replaced: prioritize-and-route is gate-and-route with the static-priority
-    gate of separate pricing, sli-router is gate-and-route with the SLI split router.
-    """
-
-    GATE_AND_ROUTE = "gate-and-route"  # the spec's own gate and router
-    PRIORITIZE_AND_ROUTE = "prioritize-and-route"
-    SLI_ROUTER = "sli-router"
-    FI_WSP = "FI-WSP"
-    GI_WSP = "GI-WSP"
-    GF_WSP = "GF-WSP"
-    FG_SP = "FG-SP"
 
 
 BASELINES = (PolicyName.FI_WSP, PolicyName.GI_WSP, PolicyName.GF_WSP, PolicyName.FG_SP)

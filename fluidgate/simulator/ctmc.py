@@ -109,7 +109,7 @@ def _place(g, c, t, slot_cls, slot_start, ndec, dcnt, pf, dec_mixed, dec_solo): 
 
 
 @njit(cache=True)
-def run_ctmc(p_int, p_flt, cls, tx, tq, order, trace_t, trace_c, qrec, counts, integ, sums,
+def run_ctmc(p_int, p_flt, cls, tx, tq, rank, trace_t, trace_c, qrec, counts, integ, sums,
              samples, nsamp, snaps, money, info):  # type: ignore[no-untyped-def]
     """Simulate one run into the output arrays; `info` gets the event count and the status
     (queue storage full: the caller reruns the same seed with more)."""
@@ -298,7 +298,7 @@ def run_ctmc(p_int, p_flt, cls, tx, tq, order, trace_t, trace_c, qrec, counts, i
         if admit:
             while size[SET_PREFILL] > 0:
                 c = choose_admission(gate, qrec, qhead, qlen, running, waiting, tickets, tx, tq,
-                                     order)
+                                     rank)
                 if c < 0:
                     break
                 g = set_draw(items, size, SET_PREFILL)

@@ -143,7 +143,7 @@ def _place(g, c, t, out_tokens, slot_cls, slot_start, slot_end, slot_out, ndec, 
 
 
 @njit(cache=True)
-def run_iteration(p_int, p_flt, cls, tx, tq, order, trace_t, trace_c, trace_len, solo, mix, qrec,
+def run_iteration(p_int, p_flt, cls, tx, tq, rank, trace_t, trace_c, trace_len, solo, mix, qrec,
                   counts, integ, sums, samples, nsamp, snaps, money, info):  # type: ignore[no-untyped-def]
     n, bsz, n_mixed = p_int[P_GPUS], p_int[P_BATCH], p_int[P_MIXED]
     gate, router = p_int[P_GATE], p_int[P_ROUTER]
@@ -355,7 +355,7 @@ def run_iteration(p_int, p_flt, cls, tx, tq, order, trace_t, trace_c, trace_len,
             _sets(g, n_mixed, pf, ndec, cap, items, pos, size, stay)
         # admissions: every free prefill slot takes the class its gate picks
         while size[SET_PREFILL] > 0:
-            c = choose_admission(gate, qrec, qhead, qlen, running, waiting, tickets, tx, tq, order)
+            c = choose_admission(gate, qrec, qhead, qlen, running, waiting, tickets, tx, tq, rank)
             if c < 0:
                 break
             h = set_draw(items, size, SET_PREFILL)

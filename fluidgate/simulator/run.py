@@ -17,9 +17,7 @@ from numpy.typing import NDArray
 from fluidgate.controllers.spec import ControllerSpec
 from fluidgate.simulator import common as cm
 from fluidgate.simulator.config import (
-    Fidelity,
     Instance,
-    PolicyName,
     SimulationInputError,
     build_instance,
     check_routable,
@@ -27,6 +25,7 @@ from fluidgate.simulator.config import (
     spec_at,
     whole_tokens,
 )
+from fluidgate.simulator.names import Fidelity, PolicyName
 from fluidgate.simulator.structures import N_FIELDS
 from fluidgate.simulator.trace import Trace
 
@@ -138,7 +137,7 @@ def simulate(spec: ControllerSpec, opts: RunOptions) -> RunResult:
                            opts.seed, opts.snapshots]
     tx = np.ascontiguousarray(inst.cls[:, cm.C_TARGET_X])
     tq = np.ascontiguousarray(inst.cls[:, cm.C_TARGET_Q])
-    order = np.argsort(inst.cls[:, cm.C_RANK], kind="stable").astype(np.int64)
+    rank = inst.cls[:, cm.C_RANK].astype(np.int64)
     p_int[cm.P_BUNDLED] = int(spec.pricing == "bundled")
     p_flt = np.array([warmup + duration, warmup, duration / max(opts.snapshots, 1)])
     cap = QUEUE_START
@@ -149,13 +148,13 @@ def simulate(spec: ControllerSpec, opts: RunOptions) -> RunResult:
         if opts.fidelity is Fidelity.CTMC:
             from fluidgate.simulator.ctmc import run_ctmc
 
-            run_ctmc(p_int, p_flt, inst.cls, tx, tq, order, trace_t, trace_c, qrec, out.counts,
+            run_ctmc(p_int, p_flt, inst.cls, tx, tq, rank, trace_t, trace_c, qrec, out.counts,
                      out.integ, out.sums, out.samples, out.nsamp, out.snaps, out.money, out.info)
         else:
             from fluidgate.simulator.iteration import run_iteration, timing_table
 
             solo, mix = timing_table(inst)
-            run_iteration(p_int, p_flt, inst.cls, tx, tq, order, trace_t, trace_c, trace_len,
+            run_iteration(p_int, p_flt, inst.cls, tx, tq, rank, trace_t, trace_c, trace_len,
                           solo, mix, qrec,
                           out.counts, out.integ, out.sums, out.samples, out.nsamp, out.snaps,
                           out.money, out.info)

@@ -14,7 +14,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from fluidgate.controllers.spec import ControllerSpec, dump_spec, parse_spec
-from fluidgate.simulator.config import BASELINES, Fidelity, PolicyName
+from fluidgate.simulator.config import BASELINES
+from fluidgate.simulator.names import Fidelity, PolicyName
 from fluidgate.simulator.report import RunRecord
 
 FULL_GPUS = (5, 20, 50, 200, 500)

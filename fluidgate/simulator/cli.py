@@ -1,0 +1,262 @@
+"""`fluidgate simulate` and `fluidgate validate`: the simulator on the command line.
+
+Importing this module stays cheap (the main CLI imports it to build its help); numpy,
+numba, matplotlib and the solver are imported inside the commands. Input problems end as
+one `error: ...` message and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from fluidgate.simulator.names import Fidelity, PolicyName
+
+if TYPE_CHECKING:
+    from fluidgate.controllers.spec import ControllerSpec
+    from fluidgate.simulator.report import RunRecord, ValidationReport
+    from fluidgate.simulator.run import RunResult
+    from fluidgate.simulator.study import StudyOptions
+
+EXIT_INPUT, EXIT_INFEASIBLE, EXIT_SOLVER = 2, 3, 4
+
+
+def _fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
+    from fluidgate.textsafe import safe_text
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        safe_text(message, multiline=True), markup=False)
+    raise typer.Exit(code)
+
+
+def _load_spec(path: Path) -> ControllerSpec:
+    from fluidgate.controllers.spec import SpecError, parse_spec
+
+    try:
+        if path.stat().st_size > 64 * 1024 * 1024:
+            _fail(f"error: {path}: larger than a controller spec may be (64 MiB)")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        _fail(f"error: {path}: no such file")
+    except UnicodeDecodeError:
+        _fail(f"error: {path}: not UTF-8 text")
+    except OSError as exc:
+        _fail(f"error: cannot read {path}: {exc.strerror}")
+    try:
+        return parse_spec(text, str(path))
+    except SpecError as exc:
+        _fail(f"error: {exc}")
+
+
+def _check_positive(name: str, value: float | None) -> None:
+    import math
+
+    if value is not None and not (math.isfinite(value) and value > 0):
+        _fail(f"error: {name} must be a positive number, not {value}")
+
+
+def simulate(
+    spec_file: Annotated[Path, typer.Argument(help="A controller spec (fluidgate.controller/v1)"
+                                              " JSON file.", show_default=False,
+                                              metavar="SPEC")],
+    policy: Annotated[PolicyName, typer.Option(help="The controller to run.")] =
+        PolicyName.GATE_AND_ROUTE,
+    fidelity: Annotated[Fidelity, typer.Option(help="ctmc: exponential service as the fluid "
+                                               "model; iteration: GPUs run real iterations."
+                                               )] = Fidelity.CTMC,
+    gpus: Annotated[int | None, typer.Option(help="Cluster size (default: the spec's); the "
+                                             "plan's targets scale with it.",
+                                             show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same run.")
+                    ] = 0,
+    duration: Annotated[float | None, typer.Option(
+        help="Seconds measured after the warm-up (default: about 400,000 arrivals).",
+        show_default=False)] = None,
+    warmup: Annotated[float | None, typer.Option(
+        help="Seconds simulated and discarded first (default: 10 × the longest mean time a "
+             "request spends in one state).", show_default=False)] = None,
+    trace: Annotated[Path | None, typer.Option(
+        help="Replay arrivals from a CSV with header time,class,prompt,output instead of "
+             "Poisson arrivals.", show_default=False)] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of running prefills over time "
+                                              "against the plan's targets.",
+                                              show_default=False)] = None,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Write the run (fluidgate.simulation/v1) here.", show_default=False)
+                        ] = None,
+) -> None:
+    """Simulate one controller on a cluster and compare what happens with the plan.
+
+    Prints per class what was measured (admitted, served, abandonment, TTFT, TPOT and the
+    prefill occupancy) next to what the spec predicts, and the revenue per GPU next to R*.
+    """
+    from fluidgate.simulator.config import SimulationInputError
+
+    _check_positive("--duration", duration)
+    if warmup is not None and not warmup >= 0:
+        _fail(f"error: --warmup must be a number of seconds ≥ 0, not {warmup}")
+    spec = _load_spec(spec_file)
+    try:
+        result = _simulate_with_progress(spec, policy, fidelity, gpus, seed, duration, warmup,
+                                         trace)
+    except SimulationInputError as exc:
+        _fail(f"error: {exc}")
+    from fluidgate.simulator.summary import render_run, simulation_report
+
+    render_run(spec, result, Console(highlight=False))
+    if json_out is not None:
+        from fluidgate.simulator.report import save_report
+
+        try:
+            save_report(json_out, simulation_report(spec, result))
+        except OSError as exc:
+            _fail(f"error: cannot write '{json_out}': {exc.strerror or exc}")
+    if plot is not None:
+        from fluidgate.simulator.config import spec_at
+        from fluidgate.simulator.plot import run_timeline
+
+        scaled = spec_at(spec, result.gpus)
+        try:
+            run_timeline(result, [c.targets.prefill for c in scaled.classes], plot)
+        except OSError as exc:
+            _fail(f"error: cannot write '{plot}': {exc.strerror or exc}")
+
+
+def _simulate_with_progress(spec: ControllerSpec, policy: PolicyName, fidelity: Fidelity,
+                            gpus: int | None, seed: int, duration: float | None,
+                            warmup: float | None, trace_path: Path | None) -> RunResult:
+    from rich.progress import Progress, SpinnerColumn, TimeElapsedColumn
+
+    from fluidgate.simulator.run import RunOptions, simulate
+    from fluidgate.simulator.trace import load_trace
+
+    trace = load_trace(trace_path) if trace_path is not None else None
+    err = Console(stderr=True)
+    opts = RunOptions(policy=policy, fidelity=fidelity, gpus=gpus, seed=seed,
+                      duration=duration, warmup=warmup, trace=trace)
+    with Progress(SpinnerColumn(), "[progress.description]{task.description}",
+                  TimeElapsedColumn(), console=err, transient=True,
+                  disable=not err.is_terminal) as bar:
+        bar.add_task(f"simulating {policy} ({fidelity}); the first run compiles the loop",
+                     total=None)
+        return simulate(spec, opts)
+
+
+def validate(
+    policy_file: Annotated[Path, typer.Argument(help="A policy file in the SLI language (.sli).",
+                                                show_default=False, metavar="POLICY")],
+    out: Annotated[Path | None, typer.Option(help="Write report.json and the PNG plots into "
+                                             "this directory.", show_default=False)] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="A small study (n = 5, 20, 50; 2 "
+                                        "seeds; short runs) for smoke tests.")] = False,
+    seeds: Annotated[int | None, typer.Option(help="Seeds per (policy, n); default 5 (2 with "
+                                              "--quick).", show_default=False)] = None,
+    gpus: Annotated[str | None, typer.Option(help="Comma-separated cluster sizes (default "
+                                             "5,20,50,200,500).", show_default=False)] = None,
+    fidelity: Annotated[Fidelity, typer.Option(help="Simulator fidelity.")] = Fidelity.CTMC,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: every "
+                                                "core).", show_default=False)] = None,
+    solver: Annotated[str, typer.Option(help="LP solver.")] = "highs",
+) -> None:
+    """Solve a policy, then simulate gate-and-route and every baseline across cluster sizes.
+
+    Shows revenue per GPU against R* for each policy and size (mean and 95 % interval over
+    seeds) and the prefill occupancy against the plan; with --out, writes report.json
+    (fluidgate.validation/v1) and the plots convergence.png, occupancy.png, baselines.png.
+    """
+    from dataclasses import replace
+
+    from fluidgate.simulator.study import StudyOptions
+
+    opts = StudyOptions.quick() if quick else StudyOptions()
+    opts = replace(opts, fidelity=fidelity, workers=workers)
+    if seeds is not None:
+        if seeds < 1:
+            _fail(f"error: --seeds must be at least 1, not {seeds}")
+        opts = replace(opts, seeds=seeds)
+    if workers is not None and workers < 1:
+        _fail(f"error: --workers must be at least 1, not {workers}")
+    if gpus is not None:
+        opts = replace(opts, gpus=_parse_sizes(gpus))
+    spec = _solve_to_spec(policy_file, solver)
+    runs = _study_with_progress(spec, opts)
+    from fluidgate.simulator.summary import render_study, validation_report
+
+    report = validation_report(spec, str(policy_file), opts, runs)
+    render_study(report, Console(highlight=False))
+    if out is not None:
+        _write_study(out, report)
+
+
+def _parse_sizes(text: str) -> tuple[int, ...]:
+    sizes = []
+    for part in text.split(","):
+        try:
+            n = int(part.strip())
+        except ValueError:
+            _fail(f"error: --gpus: '{part.strip()}' is not a whole number of GPUs")
+        if n < 1:
+            _fail(f"error: --gpus: {n} GPUs; every size must be at least 1")
+        sizes.append(n)
+    return tuple(sorted(set(sizes)))
+
+
+def _solve_to_spec(policy_file: Path, solver: str) -> ControllerSpec:
+    from fluidgate.diagnostics import PolicyError
+    from fluidgate.pipeline import solve_policy
+    from fluidgate.simulator.specs import spec_from_solution
+    from fluidgate.sli_dsl.loader import load_policy
+    from fluidgate.solvers.base import SolverUnavailable
+    from fluidgate.solvers.registry import SOLVER_NAMES
+
+    if solver.lower() not in SOLVER_NAMES:
+        _fail(f"error: unknown solver '{solver}'; choose one of {', '.join(SOLVER_NAMES)}")
+    try:
+        policy = load_policy(policy_file).policy
+        sol = solve_policy(policy, solver)
+    except PolicyError as exc:
+        _fail(exc.render())
+    except SolverUnavailable as exc:
+        _fail(f"error: {exc}", EXIT_SOLVER)
+    if not sol.optimal:
+        _fail(f"error: {policy_file}: the policy has no optimal plan ({sol.status.value}); "
+              "run `fluidgate solve` on it for the reason", EXIT_INFEASIBLE)
+    return spec_from_solution(sol)
+
+
+def _study_with_progress(spec: ControllerSpec, opts: StudyOptions) -> list[RunRecord]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from fluidgate.simulator.config import SimulationInputError
+    from fluidgate.simulator.study import run_study
+
+    err = Console(stderr=True)
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True,
+                  disable=not err.is_terminal) as bar:
+        task = bar.add_task("simulating", total=None)
+        try:
+            return list(run_study(spec, opts,
+                                  lambda done, total: bar.update(task, completed=done,
+                                                                 total=total)))
+        except SimulationInputError as exc:
+            _fail(f"error: {exc}")
+
+
+def _write_study(out: Path, report: ValidationReport) -> None:
+    from fluidgate.simulator import plot
+    from fluidgate.simulator.report import save_report
+
+    try:
+        names = ["convergence.png", "occupancy.png", "baselines.png"]
+        plot.convergence(report.summary, report.r_star, out / names[0])
+        plot.occupancy(report.occupancy, out / names[1])
+        plot.baselines(report.summary, report.r_star, out / names[2])
+        save_report(out / "report.json", report.model_copy(update={"plots": names}))
+    except OSError as exc:
+        _fail(f"error: cannot write into '{out}': {exc.strerror or exc}")
+    Console(stderr=True).print(f"report and plots written to {out}", markup=False)
+
