@@ -51,7 +51,7 @@ _buffer_for_slot = njit(rules.buffer_for_slot)
 
 
 @njit(cache=True)
-def choose_admission(gate, qrec, qhead, qlen, running, waiting, tickets, tx, tq, rank):  # type: ignore[no-untyped-def]
+def choose_admission(gate, qrec, qhead, qlen, running, waiting, tickets, tx, tq, rank):
     """The class a free prefill slot admits now (-1: nobody waits): the policy's gate."""
     k = running.shape[0]
     any_waiting = False
@@ -66,7 +66,7 @@ def choose_admission(gate, qrec, qhead, qlen, running, waiting, tickets, tx, tq,
 
 
 @njit(cache=True)
-def choose_placement(router, p_solo, free_solo, free_mixed, free_local):  # type: ignore[no-untyped-def]
+def choose_placement(router, p_solo, free_solo, free_mixed, free_local):
     """Where a finished prefill's decode goes: a `rules` placement code. Only the SLI
     router draws a random number."""
     u = np.random.random() if router == ROUTER_SLI else 0.0
@@ -74,7 +74,7 @@ def choose_placement(router, p_solo, free_solo, free_mixed, free_local):  # type
 
 
 @njit(cache=True)
-def buffer_queue_base(code, k):  # type: ignore[no-untyped-def]
+def buffer_queue_base(code, k):
     """The first queue id of a shared buffer code (one queue per class), or -1."""
     if code == rules.WAIT_SHARED or code == rules.WAIT_SOLO:
         return k
@@ -84,12 +84,12 @@ def buffer_queue_base(code, k):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def freed_slot_buffer(router, pool):  # type: ignore[no-untyped-def]
+def freed_slot_buffer(router, pool):
     return _buffer_for_slot(router, pool)
 
 
 @njit(cache=True)
-def oldest_buffered(qrec, qhead, qlen, k, base):  # type: ignore[no-untyped-def]
+def oldest_buffered(qrec, qhead, qlen, k, base):
     """The queue (id ≥ base, one per class) whose head entered its buffer first, or -1."""
     best = -1
     best_t = np.inf
@@ -103,7 +103,7 @@ def oldest_buffered(qrec, qhead, qlen, k, base):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def abandonment_rate(cls, qlen, lbsize):  # type: ignore[no-untyped-def]
+def abandonment_rate(cls, qlen, lbsize):
     """Total rate at which waiting requests leave: θ_i per request in any queue or buffer."""
     k = cls.shape[0]
     total = 0.0
@@ -114,7 +114,7 @@ def abandonment_rate(cls, qlen, lbsize):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def abandon_one(u, cls, qrec, qhead, qlen, lbi, lbg, lbitems, lbsize, lbfree, counts,
-                counting):  # type: ignore[no-untyped-def]
+                counting):
     """Remove the waiting request that u ∈ [0, abandonment rate) picks: a queue (or a
     class's stay-on-GPU buffers) in proportion to θ·length, then a uniform position."""
     k = cls.shape[0]
@@ -136,7 +136,7 @@ def abandon_one(u, cls, qrec, qhead, qlen, lbi, lbg, lbitems, lbsize, lbfree, co
 
 
 @njit(cache=True)
-def integrate(integ, w, prefill, dec_mixed, dec_solo, qlen, lbsize):  # type: ignore[no-untyped-def]
+def integrate(integ, w, prefill, dec_mixed, dec_solo, qlen, lbsize):
     k = prefill.shape[0]
     for i in range(k):
         integ[i, I_PREFILL] += w * prefill[i]
@@ -147,7 +147,7 @@ def integrate(integ, w, prefill, dec_mixed, dec_solo, qlen, lbsize):  # type: ig
 
 
 @njit(cache=True)
-def snapshot(snaps, s, prefill, dec_mixed, dec_solo, qlen, lbsize):  # type: ignore[no-untyped-def]
+def snapshot(snaps, s, prefill, dec_mixed, dec_solo, qlen, lbsize):
     k = prefill.shape[0]
     for i in range(k):
         snaps[s, I_PREFILL, i] = prefill[i]
@@ -158,7 +158,7 @@ def snapshot(snaps, s, prefill, dec_mixed, dec_solo, qlen, lbsize):  # type: ign
 
 
 @njit(cache=True)
-def record(samples, nsamp, sums, which, c, value):  # type: ignore[no-untyped-def]
+def record(samples, nsamp, sums, which, c, value):
     """One TTFT (which=0) or TPOT (which=1) observation: into the sums, and kept for
     percentiles while there is room."""
     sums[c, 2 * which] += value

@@ -71,7 +71,7 @@ SET_PREFILL, SET_SOLO, SET_MIXED = 0, 1, 2
 
 
 @njit(cache=True)
-def _refresh(g, cls, pf, dcnt, ndec, cap, n_mixed, tree, leaves, items, pos, size, stay):  # type: ignore[no-untyped-def]
+def _refresh(g, cls, pf, dcnt, ndec, cap, n_mixed, tree, leaves, items, pos, size, stay):
     """Bring GPU g's event rate and its set memberships up to date after any change."""
     busy = pf[g] >= 0
     rate = cls[pf[g], C_MU_P] if busy else 0.0
@@ -93,7 +93,7 @@ def _refresh(g, cls, pf, dcnt, ndec, cap, n_mixed, tree, leaves, items, pos, siz
 
 
 @njit(cache=True)
-def _place(g, c, t, slot_cls, slot_start, ndec, dcnt, pf, dec_mixed, dec_solo):  # type: ignore[no-untyped-def]
+def _place(g, c, t, slot_cls, slot_start, ndec, dcnt, pf, dec_mixed, dec_solo):
     """Start a class-c decode on GPU g (the caller knows a slot is free)."""
     for s in range(slot_cls.shape[1]):
         if slot_cls[g, s] < 0:
@@ -110,7 +110,7 @@ def _place(g, c, t, slot_cls, slot_start, ndec, dcnt, pf, dec_mixed, dec_solo): 
 
 @njit(cache=True)
 def run_ctmc(p_int, p_flt, cls, tx, tq, rank, trace_t, trace_c, qrec, counts, integ, sums,
-             samples, nsamp, snaps, money, info):  # type: ignore[no-untyped-def]
+             samples, nsamp, snaps, money, info):
     """Simulate one run into the output arrays; `info` gets the event count and the status
     (queue storage full: the caller reruns the same seed with more)."""
     n, bsz, n_mixed = p_int[P_GPUS], p_int[P_BATCH], p_int[P_MIXED]

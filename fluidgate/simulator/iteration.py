@@ -88,7 +88,7 @@ def timing_table(inst: Instance) -> tuple[NDArray[np.float64], NDArray[np.float6
 
 
 @njit(cache=True)
-def _sets(g, n_mixed, pf, ndec, cap, items, pos, size, stay):  # type: ignore[no-untyped-def]
+def _sets(g, n_mixed, pf, ndec, cap, items, pos, size, stay):
     mixed = g < n_mixed
     if mixed and pf[g] < 0:
         set_add(items, pos, size, SET_PREFILL, g)
@@ -103,7 +103,7 @@ def _sets(g, n_mixed, pf, ndec, cap, items, pos, size, stay):  # type: ignore[no
 
 
 @njit(cache=True)
-def _start(g, t, chunk, pf, pf_rem, pf_chunk, ndec, busy, solo, mix, tval, tidx, leaves):  # type: ignore[no-untyped-def]
+def _start(g, t, chunk, pf, pf_rem, pf_chunk, ndec, busy, solo, mix, tval, tidx, leaves):
     """Begin g's next iteration if it has work; otherwise it idles."""
     if pf[g] >= 0:
         k = min(chunk, pf_rem[g])
@@ -122,7 +122,7 @@ def _start(g, t, chunk, pf, pf_rem, pf_chunk, ndec, busy, solo, mix, tval, tidx,
 
 @njit(cache=True)
 def _place(g, c, t, out_tokens, slot_cls, slot_start, slot_end, slot_out, ndec, dcnt, pf,
-           dec_mixed, dec_solo, done, busy, next_fin):  # type: ignore[no-untyped-def]
+           dec_mixed, dec_solo, done, busy, next_fin):
     """A class-c decode of `out_tokens` joins g's next iteration."""
     end = done[g] + (1 if busy[g] else 0) + out_tokens
     for s in range(slot_cls.shape[1]):
@@ -144,7 +144,7 @@ def _place(g, c, t, out_tokens, slot_cls, slot_start, slot_end, slot_out, ndec, 
 
 @njit(cache=True)
 def run_iteration(p_int, p_flt, cls, tx, tq, rank, trace_t, trace_c, trace_len, solo, mix, qrec,
-                  counts, integ, sums, samples, nsamp, snaps, money, info):  # type: ignore[no-untyped-def]
+                  counts, integ, sums, samples, nsamp, snaps, money, info):
     n, bsz, n_mixed = p_int[P_GPUS], p_int[P_BATCH], p_int[P_MIXED]
     gate, router = p_int[P_GATE], p_int[P_ROUTER]
     bundled = p_int[P_BUNDLED] == 1

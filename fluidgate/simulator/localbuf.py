@@ -20,7 +20,7 @@ L_HEAD, L_TAIL = 0, 1
 
 
 @njit(cache=True)
-def lb_new(n, k, cap):  # type: ignore[no-untyped-def]
+def lb_new(n, k, cap):
     lbi = np.full((cap, 6), -1, np.int64)
     lbf = np.zeros((cap, 2))
     lbg = np.full((n, 2), -1, np.int64)
@@ -31,7 +31,7 @@ def lb_new(n, k, cap):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def lb_push(lbi, lbf, lbg, items, size, free, g, c, arrival, prefilled, out):  # type: ignore[no-untyped-def]
+def lb_push(lbi, lbf, lbg, items, size, free, g, c, arrival, prefilled, out):
     """Append to GPU g's buffer; False when the pool is full (the caller grows it)."""
     k = items.shape[0]
     used = size[k]
@@ -55,7 +55,7 @@ def lb_push(lbi, lbf, lbg, items, size, free, g, c, arrival, prefilled, out):  #
 
 
 @njit(cache=True)
-def lb_remove(lbi, lbg, items, size, free, r):  # type: ignore[no-untyped-def]
+def lb_remove(lbi, lbg, items, size, free, r):
     """Unlink record r (its fields stay readable until the next push)."""
     g, c = lbi[r, L_GPU], lbi[r, L_CLS]
     prev, nxt = lbi[r, L_PREV], lbi[r, L_NEXT]

@@ -29,10 +29,11 @@ from fluidgate.simulator.names import Fidelity, PolicyName
 from fluidgate.simulator.structures import N_FIELDS
 from fluidgate.simulator.trace import Trace
 
-# Queue storage starts at this many requests per queue and doubles up to the limit; a queue
-# longer than the limit means a class without patience is not being served.
+# Queue storage starts at this many requests per queue and grows fourfold up to the limit
+# (by default what fits in QUEUE_BYTES); a longer queue means a class without patience is
+# not being served, and the run is refused rather than left to grow without bound.
 QUEUE_START = 1024
-QUEUE_LIMIT = 1 << 24
+QUEUE_BYTES = 256 * 1024 * 1024
 PERCENTILES = (50.0, 90.0, 99.0)
 
 
@@ -48,6 +49,7 @@ class RunOptions:
     samples: int = 200_000  # latency observations kept for percentiles, per metric
     snapshots: int = 200
     trace: Trace | None = None
+    max_queue: int | None = None  # requests one queue may hold; default from QUEUE_BYTES
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,8 @@ def simulate(spec: ControllerSpec, opts: RunOptions) -> RunResult:
     rank = inst.cls[:, cm.C_RANK].astype(np.int64)
     p_int[cm.P_BUNDLED] = int(spec.pricing == "bundled")
     p_flt = np.array([warmup + duration, warmup, duration / max(opts.snapshots, 1)])
-    cap = QUEUE_START
+    limit = opts.max_queue or max(QUEUE_START, QUEUE_BYTES // (3 * k * N_FIELDS * 8))
+    cap = min(QUEUE_START, limit)
     while True:
         out = _Outputs(k, opts.samples, opts.snapshots)
         qrec = np.zeros((3 * k, cap, N_FIELDS))
@@ -161,12 +164,12 @@ def simulate(spec: ControllerSpec, opts: RunOptions) -> RunResult:
         wall = time.perf_counter() - t0
         if out.info[cm.INFO_STATUS] == cm.STATUS_OK:
             break
-        if cap >= QUEUE_LIMIT:
+        if cap >= limit:
             q = int(out.info[cm.INFO_QUEUE])
             raise SimulationInputError(
-                f"classes[{q % k}] ('{inst.names[q % k]}'): more than {QUEUE_LIMIT:,} requests "
+                f"classes[{q % k}] ('{inst.names[q % k]}'): more than {limit:,} requests "
                 "wait in one queue; the cluster cannot serve this class and nobody leaves")
-        cap *= 4
+        cap = min(cap * 4, limit)
     return _result(inst, ctl.mixed_gpus, opts, warmup, duration, out, wall)
 
 
@@ -217,4 +220,5 @@ def _result(inst: Instance, mixed_gpus: int, opts: RunOptions, warmup: float,
         seed=opts.seed, warmup=warmup, duration=duration,
         events=int(out.info[cm.INFO_EVENTS]), steps=int(out.info[cm.INFO_STEPS]),
         wall_s=wall, revenue=float(out.money[0]), classes=tuple(classes),
-        snapshot_times=warmup + step * np.arange(opts.snapshots), snapshots=out.snaps)
+        snapshot_times=warmup + step * np.arange(opts.snapshots, dtype=np.float64),
+        snapshots=out.snaps)

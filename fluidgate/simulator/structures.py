@@ -26,7 +26,7 @@ N_FIELDS = 5
 
 
 @njit(cache=True, inline="always")
-def q_push(qrec, qhead, qlen, q, arrival, prefilled, prompt, output, ticket):  # type: ignore[no-untyped-def]
+def q_push(qrec, qhead, qlen, q, arrival, prefilled, prompt, output, ticket):
     """Append a request; False when the queue's storage is full (the caller grows it)."""
     cap = qrec.shape[1]
     if qlen[q] >= cap:
@@ -42,7 +42,7 @@ def q_push(qrec, qhead, qlen, q, arrival, prefilled, prompt, output, ticket):  #
 
 
 @njit(cache=True, inline="always")
-def q_pop(qrec, qhead, qlen, q):  # type: ignore[no-untyped-def]
+def q_pop(qrec, qhead, qlen, q):
     """Remove the head; returns its slot index (valid until the next push)."""
     k = qhead[q]
     qhead[q] = (k + 1) % qrec.shape[1]
@@ -51,7 +51,7 @@ def q_pop(qrec, qhead, qlen, q):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def q_remove_at(qrec, qhead, qlen, q, j):  # type: ignore[no-untyped-def]
+def q_remove_at(qrec, qhead, qlen, q, j):
     """Remove the j-th waiting request (0 = head), keeping the others in FIFO order."""
     cap = qrec.shape[1]
     last = qlen[q] - 1
@@ -64,7 +64,7 @@ def q_remove_at(qrec, qhead, qlen, q, j):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, inline="always")
-def set_add(items, pos, size, s, g):  # type: ignore[no-untyped-def]
+def set_add(items, pos, size, s, g):
     if pos[s, g] < 0:
         pos[s, g] = size[s]
         items[s, size[s]] = g
@@ -72,7 +72,7 @@ def set_add(items, pos, size, s, g):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, inline="always")
-def set_remove(items, pos, size, s, g):  # type: ignore[no-untyped-def]
+def set_remove(items, pos, size, s, g):
     k = pos[s, g]
     if k >= 0:
         last = items[s, size[s] - 1]
@@ -83,13 +83,13 @@ def set_remove(items, pos, size, s, g):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, inline="always")
-def set_draw(items, size, s):  # type: ignore[no-untyped-def]
+def set_draw(items, size, s):
     """A uniformly random member (the set must not be empty)."""
     return items[s, np.random.randint(0, size[s])]
 
 
 @njit(cache=True, inline="always")
-def sum_update(tree, leaves, g, value):  # type: ignore[no-untyped-def]
+def sum_update(tree, leaves, g, value):
     p = leaves + g
     tree[p] = value
     p >>= 1
@@ -99,7 +99,7 @@ def sum_update(tree, leaves, g, value):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, inline="always")
-def sum_find(tree, leaves, u):  # type: ignore[no-untyped-def]
+def sum_find(tree, leaves, u):
     """The leaf whose cumulative range holds u (0 ≤ u < tree[1]); also the remainder."""
     p = 1
     while p < leaves:
@@ -113,7 +113,7 @@ def sum_find(tree, leaves, u):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, inline="always")
-def min_update(tval, tidx, leaves, g, value):  # type: ignore[no-untyped-def]
+def min_update(tval, tidx, leaves, g, value):
     p = leaves + g
     tval[p] = value
     p >>= 1

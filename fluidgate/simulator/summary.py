@@ -94,7 +94,8 @@ def validation_report(spec: ControllerSpec, policy_path: str, opts: StudyOptions
 
 def render_study(report: ValidationReport, console: Console) -> None:
     console.print(f"R* = {report.r_star:.4f} per GPU per s; {report.seeds} seeds per cell; "
-                  f"{report.fidelity}; revenue per GPU / R*, mean ± 95 % interval half-width", markup=False)
+                  f"{report.fidelity}; revenue per GPU / R*, mean ± 95 % interval half-width",
+                  markup=False)
     policies = list(dict.fromkeys(s.policy for s in report.summary))
     table = Table(title="revenue per GPU / R*")
     table.add_column("n", justify="right")

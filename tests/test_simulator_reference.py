@@ -1,0 +1,94 @@
+"""The reference instance (DESIGN.md §2, R* = 297.7162 per GPU per s) in the ctmc simulator:
+gate-and-route against R* as n grows, and against the baselines at n = 500.
+
+Numbers are compared with R* from DESIGN.md and with the plan's targets, never with what
+the simulator printed before. Two requirements of the simulator issue do not hold on this
+instance and are kept as strict xfails with the measured reason, so they flip to failures
+(and get noticed) the day they start to hold.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from fluidgate.simulator.config import BASELINES
+from fluidgate.simulator.names import PolicyName
+from fluidgate.simulator.report import PolicySummary, RunRecord, occupancy, summarise
+from fluidgate.simulator.study import StudyOptions, run_study
+from tests.simulator_support import reference_spec
+
+R_STAR = 297.7162  # DESIGN.md §2, bundled pricing, per GPU per s
+SEEDS = 5
+ARRIVALS = 150_000.0  # per run, measured window
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def runs() -> list[RunRecord]:
+    spec = reference_spec()
+    assert spec.r_star == pytest.approx(R_STAR, abs=1e-4)
+    out = run_study(spec, StudyOptions(gpus=(500,), seeds=SEEDS, arrivals=ARRIVALS,
+                                       policies=(PolicyName.GATE_AND_ROUTE, *BASELINES)))
+    out += run_study(spec, StudyOptions(gpus=(5, 50), seeds=SEEDS, arrivals=ARRIVALS,
+                                        policies=(PolicyName.GATE_AND_ROUTE,)))
+    return out
+
+
+def _summary(runs: list[RunRecord], policy: str, n: int) -> PolicySummary:
+    return next(s for s in summarise(runs, R_STAR) if s.policy == policy and s.n == n)
+
+
+def test_gate_and_route_reaches_97_percent_of_r_star_at_500(runs: list[RunRecord]) -> None:
+    s = _summary(runs, "gate-and-route", 500)
+    assert s.seeds == SEEDS
+    assert s.mean >= 0.97 * R_STAR
+    assert s.mean <= R_STAR  # the fluid bound is an upper bound
+
+
+def test_gap_shrinks_as_n_grows(runs: list[RunRecord]) -> None:
+    gaps = {n: 1 - _summary(runs, "gate-and-route", n).ratio for n in (5, 50, 500)}
+    assert gaps[5] > gaps[50] > gaps[500] > 0
+    # 1/√n alone would shrink the gap tenfold from 5 to 500 GPUs; the rounding of
+    # M = ⌈n·Σx*⌉ adds an O(1/n) overload of the decode pool that is large at these sizes
+    # (docs/validation.md), so the measured factor is smaller but well above one
+    assert gaps[5] / gaps[500] > 2.0
+    for n in (5, 50, 500):
+        assert gaps[n] * math.sqrt(n) < 0.8
+
+
+@pytest.mark.parametrize("baseline", ["FI-WSP", "GI-WSP", "GF-WSP"])
+def test_gate_and_route_beats_unplanned_baselines_at_500(runs: list[RunRecord],
+                                                         baseline: str) -> None:
+    ours, theirs = _summary(runs, "gate-and-route", 500), _summary(runs, baseline, 500)
+    assert theirs.ci_high < ours.ci_low
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "FG-SP (FCFS + static plan) converges to 97.8 % of R* on this instance and is already "
+    "there at n = 500, while gate-and-route is at 97.5 %: its finite-n loss (decode-buffer "
+    "abandonments of a critically loaded decode pool, plus the extra prefill slot of "
+    "⌈n·Σx*⌉) still exceeds FCFS's asymptotic loss; the crossover is near n ≈ 1,000"))
+def test_gate_and_route_beats_fg_sp_at_500(runs: list[RunRecord]) -> None:
+    ours, theirs = _summary(runs, "gate-and-route", 500), _summary(runs, "FG-SP", 500)
+    assert theirs.ci_high < ours.ci_low
+
+
+def _occupancy(runs: list[RunRecord], name: str) -> float:
+    rec = next(o for o in occupancy(runs, reference_spec(), "gate-and-route")
+               if o.n == 500 and o.name == name)
+    return rec.measured / rec.target
+
+
+def test_prefill_heavy_occupancy_within_5_percent_at_500(runs: list[RunRecord]) -> None:
+    assert _occupancy(runs, "prefill_heavy") == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "decode_heavy runs ~6 % above n·x* = 9.13 at n = 500: M = ⌈106.6⌉ = 107 prefill slots, "
+    "and the work-conserving gate gives the extra 0.39 slot and every slot prefill_heavy "
+    "leaves idle to decode_heavy, the class that always waits"))
+def test_decode_heavy_occupancy_within_5_percent_at_500(runs: list[RunRecord]) -> None:
+    assert _occupancy(runs, "decode_heavy") == pytest.approx(1.0, abs=0.05)
