@@ -88,7 +88,7 @@ def simulate(
         "--json", help="Write the run (fluidgate.simulation/v1) here.", show_default=False)
                         ] = None,
 ) -> None:
-    """Simulate one controller on a cluster and compare what happens with the plan.
+    """Simulate one controller and compare what happens with the plan.
 
     Prints per class what was measured (admitted, served, abandonment, TTFT, TPOT and the
     prefill occupancy) next to what the spec predicts, and the revenue per GPU next to R*.
@@ -161,7 +161,9 @@ def validate(
                                                 "core).", show_default=False)] = None,
     solver: Annotated[str, typer.Option(help="LP solver.")] = "highs",
 ) -> None:
-    """Solve a policy, then simulate gate-and-route and every baseline across cluster sizes.
+    """Simulate gate-and-route and the baselines across cluster sizes.
+
+    Solves the policy first, then runs every (policy, n, seed) on all local cores.
 
     Shows revenue per GPU against R* for each policy and size (mean and 95 % interval over
     seeds) and the prefill occupancy against the plan; with --out, writes report.json
