@@ -14,7 +14,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fluidgate.controllers.spec import ControllerSpec, GateRule, RouterRule
-from fluidgate.model import Cluster, IterationTime, WorkloadClass, mixed_gpu_count, service_rates
+from fluidgate.controllers.plan import mixed_gpu_count
+from fluidgate.model import Cluster, IterationTime, Policy, WorkloadClass, service_rates
 from fluidgate.simulator.common import (
     C_LAMBDA,
     C_MU_M,
@@ -131,6 +132,11 @@ def spec_cluster(spec: ControllerSpec) -> Cluster:
 def spec_classes(spec: ControllerSpec) -> tuple[WorkloadClass, ...]:
     return tuple(WorkloadClass(c.name, c.rate, c.prompt, c.output, c.patience, c.price_input,
                                c.price_output) for c in spec.classes)
+
+
+def spec_policy(spec: ControllerSpec) -> Policy:
+    """The spec as the typed policy the metrics module reads (no SLOs: only the model)."""
+    return Policy(spec.policy.name, spec_cluster(spec), spec.pricing, spec_classes(spec))
 
 
 def build_instance(spec: ControllerSpec) -> Instance:

@@ -14,7 +14,8 @@ from rich.table import Table
 
 from fluidgate import __version__
 from fluidgate.controllers.spec import ControllerSpec
-from fluidgate.simulator.config import spec_at
+from fluidgate.metrics import Measured, MetricReport, measured_report
+from fluidgate.simulator.config import spec_at, spec_policy
 from fluidgate.simulator.report import (
     RunRecord,
     SimulationReport,
@@ -44,8 +45,22 @@ def simulation_report(spec: ControllerSpec, result: RunResult) -> SimulationRepo
                             run=run_record(result))
 
 
+def measured_metrics(spec: ControllerSpec, result: RunResult) -> MetricReport:
+    """The run's metrics by the metrics module's definitions (the ones the plan's
+    predictions use): flows from counts, queues and occupancies from time averages."""
+    scaled = spec_at(spec, result.gpus)
+    measured = [Measured(arrivals=c.arrivals, admitted=c.admitted, served_mixed=c.served_mixed,
+                         served_solo=c.served_solo,
+                         abandoned=c.abandoned_prefill + c.abandoned_decode,
+                         prefilling=c.prefilling, decoding_mixed=c.decoding_mixed,
+                         decoding_solo=c.decoding_solo, waiting_prefill=c.waiting_prefill,
+                         waiting_decode=c.waiting_decode) for c in result.classes]
+    return measured_report(spec_policy(scaled), measured, result.duration)
+
+
 def render_run(spec: ControllerSpec, result: RunResult, console: Console) -> None:
     run = run_record(result)
+    metrics = measured_metrics(spec, result)
     scaled = spec_at(spec, result.gpus)
     scale = result.gpus / spec.cluster.gpus
     console.print(
@@ -59,18 +74,21 @@ def render_run(spec: ControllerSpec, result: RunResult, console: Console) -> Non
     table = Table(title="measured against the plan's prediction")
     for col in ("class", "metric", "measured", "predicted"):
         table.add_column(col, justify="left" if col in ("class", "metric") else "right")
-    for c, sc in zip(run.classes, scaled.classes, strict=True):
+    for c, m, sc in zip(run.classes, metrics.classes, scaled.classes, strict=True):
         p = sc.predicted
         rows = [
-            ("admitted, req/s", _num(c.admitted), _num(p.admitted * scale)),
-            ("served, req/s", _num(c.served), _num(p.served * scale)),
-            ("abandonment", _num(c.abandonment, 3), _num(p.abandonment, 3)),
+            ("admitted, req/s", _num(m.admitted), _num(p.admitted * scale)),
+            ("served, req/s", _num(m.served), _num(p.served * scale)),
+            ("abandonment", _num(m.abandonment, 3), _num(p.abandonment, 3)),
             ("  after prefill, req/s", _num(c.abandoned_decode, 3), "0"),
-            ("TTFT mean", _ms(c.ttft_mean), _ms(p.ttft)),
-            ("TTFT p50 / p90 / p99",
+            ("wait for prefill", _ms(m.wait), _ms(p.wait)),
+            ("TTFT (wait + P·τ/C)", _ms(m.ttft), _ms(p.ttft)),
+            ("TTFT per request: mean", _ms(c.ttft_mean), ""),
+            ("  p50 / p90 / p99",
              f"{_ms(c.ttft_p50)} / {_ms(c.ttft_p90)} / {_ms(c.ttft_p99)}", ""),
-            ("TPOT mean", _ms(c.tpot_mean), _ms(p.tpot)),
-            ("TPOT p50 / p99", f"{_ms(c.tpot_p50)} / {_ms(c.tpot_p99)}", ""),
+            ("TPOT (time averages)", _ms(m.tpot), _ms(p.tpot)),
+            ("TPOT per request: mean", _ms(c.tpot_mean), ""),
+            ("  p50 / p99", f"{_ms(c.tpot_p50)} / {_ms(c.tpot_p99)}", ""),
             ("prefills running", _num(c.prefilling), _num(sc.targets.prefill)),
             ("decodes running", _num(c.decoding_mixed + c.decoding_solo),
              _num(sc.targets.decodes_mixed + sc.targets.decodes_solo)),
