@@ -161,6 +161,7 @@ def _app():  # type: ignore[no-untyped-def]
 
     if not any(g.name == "calibrate" for g in cli.app.registered_groups):
         cli._mount_calibration()
+    cli.mount_simulator()
     return cli.app
 
 

@@ -17,6 +17,7 @@ from fluidgate.simulator.names import Fidelity, PolicyName
 
 if TYPE_CHECKING:
     from fluidgate.controllers.spec import ControllerSpec
+    from fluidgate.model import IterationCurve
     from fluidgate.simulator.report import RunRecord, ValidationReport
     from fluidgate.simulator.run import RunResult
     from fluidgate.simulator.study import StudyOptions
@@ -81,6 +82,10 @@ def simulate(
     trace: Annotated[Path | None, typer.Option(
         help="Replay arrivals from a CSV with header time,class,prompt,output instead of "
              "Poisson arrivals.", show_default=False)] = None,
+    curves: Annotated[Path | None, typer.Option(
+        help="A calibration file (fluidgate.calibration/v1) whose fitted τ_solo(b) and "
+             "τ_mix(C, b) time the iteration level (default: the spec's α, β, τ_solo).",
+        show_default=False)] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of running prefills over time "
                                               "against the plan's targets.",
                                               show_default=False)] = None,
@@ -99,9 +104,12 @@ def simulate(
     if warmup is not None and not warmup >= 0:
         _fail(f"error: --warmup must be a number of seconds ≥ 0, not {warmup}")
     spec = _load_spec(spec_file)
+    if curves is not None and fidelity is not Fidelity.ITERATION:
+        _fail("error: --curves times the iteration level; add --fidelity iteration")
+    curve_pair = _load_curves(curves) if curves is not None else None
     try:
         result = _simulate_with_progress(spec, policy, fidelity, gpus, seed, duration, warmup,
-                                         trace)
+                                         trace, curve_pair)
     except SimulationInputError as exc:
         _fail(f"error: {exc}")
     from fluidgate.simulator.summary import render_run, simulation_report
@@ -125,9 +133,31 @@ def simulate(
             _fail(f"error: cannot write '{plot}': {exc.strerror or exc}")
 
 
+def _load_curves(path: Path) -> tuple[IterationCurve, IterationCurve]:
+    from fluidgate.calibration.schema import CalibrationError, load_calibration
+    from fluidgate.model import IterationCurve
+
+    try:
+        calib = load_calibration(path)
+    except CalibrationError as exc:
+        _fail(f"error: {exc}")
+    pair = []
+    for name in ("solo", "mixed"):
+        fit = calib.curves.get(name)
+        if fit is None:
+            _fail(f"error: {path}: curves.{name} is missing; the iteration level needs both "
+                  "fitted curves")
+        try:
+            pair.append(IterationCurve.from_fit(fit.form, fit.coefficients))
+        except ValueError as exc:
+            _fail(f"error: {path}: curves.{name}: {exc}")
+    return pair[0], pair[1]
+
+
 def _simulate_with_progress(spec: ControllerSpec, policy: PolicyName, fidelity: Fidelity,
                             gpus: int | None, seed: int, duration: float | None,
-                            warmup: float | None, trace_path: Path | None) -> RunResult:
+                            warmup: float | None, trace_path: Path | None,
+                            curves: tuple[IterationCurve, IterationCurve] | None) -> RunResult:
     from rich.progress import Progress, SpinnerColumn, TimeElapsedColumn
 
     from fluidgate.simulator.run import RunOptions, simulate
@@ -136,7 +166,7 @@ def _simulate_with_progress(spec: ControllerSpec, policy: PolicyName, fidelity: 
     trace = load_trace(trace_path) if trace_path is not None else None
     err = Console(stderr=True)
     opts = RunOptions(policy=policy, fidelity=fidelity, gpus=gpus, seed=seed,
-                      duration=duration, warmup=warmup, trace=trace)
+                      duration=duration, warmup=warmup, trace=trace, curves=curves)
     with Progress(SpinnerColumn(), "[progress.description]{task.description}",
                   TimeElapsedColumn(), console=err, transient=True,
                   disable=not err.is_terminal) as bar:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from fluidgate.controllers.spec import ControllerSpec, GateRule, RouterRule
 from fluidgate.controllers.plan import mixed_gpu_count
+from fluidgate.controllers.spec import ControllerSpec, GateRule, RouterRule
 from fluidgate.model import Cluster, IterationTime, Policy, WorkloadClass, service_rates
 from fluidgate.simulator.common import (
     C_LAMBDA,

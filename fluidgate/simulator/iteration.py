@@ -18,6 +18,7 @@ from numba import njit
 from numpy.typing import NDArray
 
 from fluidgate.controllers import rules
+from fluidgate.model import IterationCurve
 from fluidgate.simulator.common import (
     C_LAMBDA,
     C_OUTPUT,
@@ -57,7 +58,7 @@ from fluidgate.simulator.common import (
     record,
     snapshot,
 )
-from fluidgate.simulator.config import Instance
+from fluidgate.simulator.config import Instance, SimulationInputError
 from fluidgate.simulator.localbuf import L_CLS, L_HEAD, L_OUT, lb_new, lb_push, lb_remove
 from fluidgate.simulator.structures import (
     F_ARRIVAL,
@@ -75,15 +76,28 @@ SET_PREFILL, SET_SOLO, SET_MIXED = 0, 1, 2
 NEVER = np.iinfo(np.int64).max
 
 
-def timing_table(inst: Instance) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Iteration seconds from the spec's constants: `solo[b] = τ_solo`, and with a k-token
-    chunk `mix[k, b] = max(τ_solo, α + β·k)` (a short last chunk is never faster than a
-    decode-only step)."""
+def timing_table(inst: Instance, curves: tuple[IterationCurve, IterationCurve] | None = None
+                 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Iteration seconds by batch: `solo[b]` for b decodes, `mix[k, b]` with a k-token chunk.
+
+    From the spec's constants: `solo[b] = τ_solo`, `mix[k, b] = max(τ_solo, α + β·k)`. From
+    calibrated curves `(solo, mixed)`: `solo[b] = τ_solo(b)`, `mix[k, b] =
+    max(τ_solo(b), τ_mix(k, b))`. A short last chunk is never faster than a decode-only step.
+    """
     chunk = int(inst.chunk)
-    solo = np.full(inst.max_batch + 1, inst.tau_solo)
+    b = np.arange(inst.max_batch + 1, dtype=float)
     k = np.arange(chunk + 1, dtype=float)
-    mix_k = np.maximum(inst.tau_solo, inst.alpha + inst.beta * k)
-    mix = np.repeat(mix_k[:, None], inst.max_batch + 1, axis=1)
+    if curves is None:
+        solo = np.full(inst.max_batch + 1, inst.tau_solo)
+        mix_k = np.maximum(inst.tau_solo, inst.alpha + inst.beta * k)
+        return solo, np.repeat(mix_k[:, None], inst.max_batch + 1, axis=1)
+    solo_curve, mixed_curve = curves
+    solo = np.array([solo_curve.time(0.0, float(x)) for x in b])
+    mix = np.array([[max(solo[j], mixed_curve.time(float(kk), float(bb)))
+                     for j, bb in enumerate(b)] for kk in k])
+    if not (np.all(np.isfinite(solo)) and np.all(solo > 0) and np.all(np.isfinite(mix))):
+        raise SimulationInputError("curves: the calibrated iteration times are not positive "
+                                   "finite seconds over the batches this spec runs")
     return solo, mix
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fluidgate.controllers.spec import ControllerSpec
+from fluidgate.model import IterationCurve
 from fluidgate.simulator import common as cm
 from fluidgate.simulator.config import (
     Instance,
@@ -50,6 +51,7 @@ class RunOptions:
     snapshots: int = 200
     trace: Trace | None = None
     max_queue: int | None = None  # requests one queue may hold; default from QUEUE_BYTES
+    curves: tuple[IterationCurve, IterationCurve] | None = None  # (solo, mixed), iteration
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,7 @@ def simulate(spec: ControllerSpec, opts: RunOptions) -> RunResult:
         else:
             from fluidgate.simulator.iteration import run_iteration, timing_table
 
-            solo, mix = timing_table(inst)
+            solo, mix = timing_table(inst, opts.curves)
             run_iteration(p_int, p_flt, inst.cls, tx, tq, rank, trace_t, trace_c, trace_len,
                           solo, mix, qrec,
                           out.counts, out.integ, out.sums, out.samples, out.nsamp, out.snaps,
