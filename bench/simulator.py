@@ -51,11 +51,12 @@ print(before, after, r.events, r.wall_s)
 
 
 def reference_spec() -> ControllerSpec:
+    from fluidgate.controllers.build import build_spec
     from fluidgate.pipeline import solve_policy
-    from fluidgate.simulator.specs import spec_from_solution
     from fluidgate.sli_dsl.loader import load_policy
 
-    return spec_from_solution(solve_policy(load_policy(ROOT / "examples/two_class.sli").policy))
+    path = ROOT / "examples/two_class.sli"
+    return build_spec(solve_policy(load_policy(path).policy), path)
 
 
 def fast_rate(spec: ControllerSpec, fidelity: str, duration: float, repeats: int

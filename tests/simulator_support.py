@@ -12,11 +12,12 @@ from tests.controller_specs import Cls, make_spec
 @cache
 def reference_spec() -> ControllerSpec:
     """The bundled reference instance (DESIGN.md §2), solved and turned into a spec."""
+    from fluidgate.controllers.build import build_spec
     from fluidgate.pipeline import solve_policy
-    from fluidgate.simulator.specs import spec_from_solution
     from fluidgate.sli_dsl.loader import load_policy
 
-    return spec_from_solution(solve_policy(load_policy(EXAMPLES / "two_class.sli").policy))
+    path = EXAMPLES / "two_class.sli"
+    return build_spec(solve_policy(load_policy(path).policy), path)
 
 
 def one_gpu_spec(rate: float, patience: float | None, prompt: float, output: float,

@@ -36,7 +36,7 @@ def test_simulate_prints_measured_and_predicted_and_writes_files(ref_spec: Path,
                            "--seed", "4", "--json", str(out), "--plot", str(png)])
     assert res.exit_code == 0, res.output
     assert "297.7162 planned" in res.output
-    assert "decode_heavy" in res.output and "TTFT mean" in res.output
+    assert "decode_heavy" in res.output and "TTFT per request" in res.output
     doc = json.loads(out.read_text())
     assert doc["schema"] == "fluidgate.simulation/v1"
     run = doc["run"]

@@ -237,9 +237,10 @@ def _parse_sizes(text: str) -> tuple[int, ...]:
 
 
 def _solve_to_spec(policy_file: Path, solver: str) -> ControllerSpec:
+    from fluidgate.controllers.build import build_spec
+    from fluidgate.controllers.spec import SpecError
     from fluidgate.diagnostics import PolicyError
     from fluidgate.pipeline import solve_policy
-    from fluidgate.simulator.specs import spec_from_solution
     from fluidgate.sli_dsl.loader import load_policy
     from fluidgate.solvers.base import SolverUnavailable
     from fluidgate.solvers.registry import SOLVER_NAMES
@@ -256,7 +257,10 @@ def _solve_to_spec(policy_file: Path, solver: str) -> ControllerSpec:
     if not sol.optimal:
         _fail(f"error: {policy_file}: the policy has no optimal plan ({sol.status.value}); "
               "run `fluidgate solve` on it for the reason", EXIT_INFEASIBLE)
-    return spec_from_solution(sol)
+    try:
+        return build_spec(sol, policy_file)
+    except SpecError as exc:
+        _fail(f"error: {exc}")
 
 
 def _study_with_progress(spec: ControllerSpec, opts: StudyOptions) -> list[RunRecord]:

@@ -15,7 +15,14 @@ from numpy.typing import NDArray
 
 from fluidgate.controllers.plan import mixed_gpu_count
 from fluidgate.controllers.spec import ControllerSpec, GateRule, RouterRule
-from fluidgate.model import Cluster, IterationTime, Policy, WorkloadClass, service_rates
+from fluidgate.model import (
+    Cluster,
+    IterationCurve,
+    IterationTime,
+    Policy,
+    WorkloadClass,
+    service_rates,
+)
 from fluidgate.simulator.common import (
     C_LAMBDA,
     C_MU_M,
@@ -132,6 +139,15 @@ def spec_cluster(spec: ControllerSpec) -> Cluster:
 def spec_classes(spec: ControllerSpec) -> tuple[WorkloadClass, ...]:
     return tuple(WorkloadClass(c.name, c.rate, c.prompt, c.output, c.patience, c.price_input,
                                c.price_output) for c in spec.classes)
+
+
+def spec_curves(spec: ControllerSpec) -> tuple[IterationCurve, IterationCurve] | None:
+    """The (solo, mixed) iteration curves the spec carries, if any."""
+    curves = spec.cluster.curves
+    if curves is None:
+        return None
+    return tuple(IterationCurve(c.form, c.c0, c.c_chunk, c.c_chunk2, c.c_batch, c.b0)
+                 for c in (curves.solo, curves.mixed))  # type: ignore[return-value]
 
 
 def spec_policy(spec: ControllerSpec) -> Policy:

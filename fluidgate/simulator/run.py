@@ -24,6 +24,7 @@ from fluidgate.simulator.config import (
     check_routable,
     controller_for,
     spec_at,
+    spec_curves,
     whole_tokens,
 )
 from fluidgate.simulator.names import Fidelity, PolicyName
@@ -51,7 +52,8 @@ class RunOptions:
     snapshots: int = 200
     trace: Trace | None = None
     max_queue: int | None = None  # requests one queue may hold; default from QUEUE_BYTES
-    curves: tuple[IterationCurve, IterationCurve] | None = None  # (solo, mixed), iteration
+    # (solo, mixed) iteration curves; default: the spec's, else its α, β, τ_solo
+    curves: tuple[IterationCurve, IterationCurve] | None = None
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,7 @@ def simulate(spec: ControllerSpec, opts: RunOptions) -> RunResult:
         else:
             from fluidgate.simulator.iteration import run_iteration, timing_table
 
-            solo, mix = timing_table(inst, opts.curves)
+            solo, mix = timing_table(inst, opts.curves or spec_curves(spec))
             run_iteration(p_int, p_flt, inst.cls, tx, tq, rank, trace_t, trace_c, trace_len,
                           solo, mix, qrec,
                           out.counts, out.integ, out.sums, out.samples, out.nsamp, out.snaps,
