@@ -30,6 +30,7 @@ class InputKind(Enum):
     MEASUREMENTS = ("measurement file", 64 * _MIB)
     SPEC = ("controller spec", 16 * _MIB)
     SOLUTION = ("solution document", 64 * _MIB)
+    TRACE = ("trace file", 512 * _MIB)  # a replayed arrival CSV: ~30 bytes a request
 
     def __init__(self, noun: str, limit: int) -> None:
         self.noun = noun

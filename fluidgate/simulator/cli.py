@@ -34,20 +34,10 @@ def _fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
 
 
 def _load_spec(path: Path) -> ControllerSpec:
-    from fluidgate.controllers.spec import SpecError, parse_spec
+    from fluidgate.controllers.spec import SpecError, load_spec
 
     try:
-        if path.stat().st_size > 64 * 1024 * 1024:
-            _fail(f"error: {path}: larger than a controller spec may be (64 MiB)")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        _fail(f"error: {path}: no such file")
-    except UnicodeDecodeError:
-        _fail(f"error: {path}: not UTF-8 text")
-    except OSError as exc:
-        _fail(f"error: cannot read {path}: {exc.strerror}")
-    try:
-        return parse_spec(text, str(path))
+        return load_spec(path)
     except SpecError as exc:
         _fail(f"error: {exc}")
 

@@ -19,7 +19,6 @@ from numpy.typing import NDArray
 from fluidgate.simulator.config import SimulationInputError
 
 COLUMNS = ("time", "class", "prompt", "output")
-MAX_BYTES = 512 * 1024 * 1024
 MAX_REPORTED = 5
 
 
@@ -55,18 +54,13 @@ def _number(text: str, what: str, *, whole: bool) -> float:
 
 
 def load_trace(path: Path) -> Trace:
+    """Read (bounded, regular files only) and parse a trace file."""
+    from fluidgate.reads import InputKind, ReadError, read_text_input
+
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise SimulationInputError(
-                f"{path}: {size:,} bytes is larger than a trace may be ({MAX_BYTES:,})")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SimulationInputError(f"{path}: no such trace file") from None
-    except UnicodeDecodeError:
-        raise SimulationInputError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise SimulationInputError(f"{path}: cannot read ({exc.strerror})") from None
+        text = read_text_input(path, InputKind.TRACE)
+    except ReadError as exc:
+        raise SimulationInputError(str(exc)) from None
     return parse_trace(text, str(path))
 
 
