@@ -26,6 +26,7 @@ Guarantees: deterministic given the events and the seeded `numpy.random.Generato
 (drawn once per placement, and only by the SLI router); O(K) per gate decision, O(1)
 amortised for everything else (abandoned requests are dropped lazily from queues).
 Misuse — an unknown ticket, a request in the wrong stage — raises `ControllerError`.
+Not thread-safe: drive it from one event loop (or behind a lock).
 `stats()` reports the counts per class next to the plan's targets.
 """
 
