@@ -105,20 +105,24 @@ def _sizes(size: FloatArray | None, n: int) -> FloatArray:
     return np.ones(n) if size is None else np.asarray(size, dtype=np.float64)
 
 
-def _matvec(lp: MatrixLP, x: FloatArray) -> FloatArray:
+def _entry_columns(lp: MatrixLP) -> np.ndarray:
     A = lp.A
-    cols = np.repeat(np.arange(A.shape[1]), np.diff(A.indptr))
-    out = np.zeros(A.shape[0])
-    np.add.at(out, A.indices, A.data * x[cols])
-    return out
+    return np.repeat(np.arange(A.shape[1]), np.diff(A.indptr))
+
+
+def _matvec(lp: MatrixLP, x: FloatArray, absolute: bool = False) -> FloatArray:
+    """A·x (or Σ_j |a_rj·x_j| per row, the size of each row's terms at x)."""
+    A = lp.A
+    terms = A.data * x[_entry_columns(lp)]
+    out = np.bincount(A.indices, weights=np.abs(terms) if absolute else terms,
+                      minlength=A.shape[0])
+    return out.astype(np.float64, copy=False)
 
 
 def _rmatvec(lp: MatrixLP, y: FloatArray) -> FloatArray:
     A = lp.A
-    cols = np.repeat(np.arange(A.shape[1]), np.diff(A.indptr))
-    out = np.zeros(A.shape[1])
-    np.add.at(out, cols, A.data * y[A.indices])
-    return out
+    out = np.bincount(_entry_columns(lp), weights=A.data * y[A.indices], minlength=A.shape[1])
+    return out.astype(np.float64, copy=False)
 
 
 def _worst(failures: list[Failure], check: Check, err: FloatArray, tol: float,
@@ -163,7 +167,7 @@ def verify_solution(
     x = np.clip(x, lo, up)
 
     act = _matvec(lp, x)
-    terms = _rmatvec_abs_rows(lp, x)
+    terms = _matvec(lp, x, absolute=True)
     low_gap, high_gap = lp.row_lower - act, act - lp.row_upper
     resid = np.maximum(np.maximum(low_gap, high_gap), 0.0)
     bound_of = np.where(high_gap > 0, np.abs(lp.row_upper),
@@ -209,15 +213,6 @@ def verify_solution(
                                     "the duals do not prove this plan optimal"))
     return Verification(tuple(failures), row_max, bound_max, dual_max, gap, x)
 
-
-
-def _rmatvec_abs_rows(lp: MatrixLP, x: FloatArray) -> FloatArray:
-    """Σ_j |a_rj·x_j| per row: the size of a row's terms at the plan."""
-    A = lp.A
-    cols = np.repeat(np.arange(A.shape[1]), np.diff(A.indptr))
-    out = np.zeros(A.shape[0])
-    np.add.at(out, A.indices, np.abs(A.data * x[cols]))
-    return out
 
 
 def verify_infeasible(

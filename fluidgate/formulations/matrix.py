@@ -11,7 +11,10 @@ infeasible subsets map back to policy lines.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -35,17 +38,22 @@ class CompiledLP:
     rows: list[RowRef]
     columns: list[tuple[str, object]]  # (Pyomo component, index): equal to a `Column`
 
-    def column_index(self) -> dict[Column, int]:
-        """Solver column of each LP variable the compiler kept (others are fixed at 0).
-
-        SLO and violation columns are left out: they are read by row, not by name.
-        """
+    @cached_property
+    def _column_index(self) -> dict[Column, int]:
         out: dict[Column, int] = {}
         for j, (name, idx) in enumerate(self.columns):
             col = column_of(name, idx)
             if col is not None:
                 out[col] = j
         return out
+
+    def column_index(self) -> Mapping[Column, int]:
+        """Solver column of each LP variable the compiler kept (others are fixed at 0).
+
+        SLO and violation columns are left out: they are read by row, not by name.
+        Built once per compiled LP (scaling, each solve attempt and the read-back use it).
+        """
+        return MappingProxyType(self._column_index)
 
     def variable_values(self, x: np.ndarray, size: int) -> dict[Var, list[float]]:
         """Per-class values of the LP variables (x, y_m, y_s, q_p, q_d), in one pass; 0 for
