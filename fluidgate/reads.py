@@ -21,13 +21,16 @@ _MIB = 1024 * 1024
 class InputKind(Enum):
     """What a file is read as; each kind has its own size limit and name in messages.
 
-    Limits sit far above real files (a 20,000-class policy is about 4 MB; a long vLLM log
-    tens of MB) and low enough that parsing a file at the limit stays within a few hundred MB.
+    Limits sit above real files (a generated 20,000-class policy with one SLO per class is
+    2.9 MB; a vLLM iteration log of 32 MB holds about 100,000 iterations) and bound memory,
+    which grows with the text: about 160 MB per MB for a realistic policy, up to 560 MB per MB
+    for a policy of nothing but operators and numbers, 13 MB per MB for a measurement CSV
+    (measured 2026-12-02 on the 2-core build machine).
     """
 
-    POLICY = ("policy file", 8 * _MIB)
+    POLICY = ("policy file", 4 * _MIB)
     CALIBRATION = ("calibration file", 4 * _MIB)
-    MEASUREMENTS = ("measurement file", 64 * _MIB)
+    MEASUREMENTS = ("measurement file", 32 * _MIB)
     SPEC = ("controller spec", 16 * _MIB)
     SOLUTION = ("solution document", 64 * _MIB)
     TRACE = ("trace file", 512 * _MIB)  # a replayed arrival CSV: ~30 bytes a request

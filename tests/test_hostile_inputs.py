@@ -132,13 +132,13 @@ def test_iteration_from_dev_zero_and_fifo(tmp_path: Path, fifo: Path) -> None:
 
 def test_oversized_policy_and_calibration_file(tmp_path: Path) -> None:
     big = tmp_path / "big.sli"
-    big.write_bytes(REFERENCE.encode() + b"#" * (8 << 20))
+    big.write_bytes(REFERENCE.encode() + b"#" * (4 << 20))
     calib = tmp_path / "big.json"
     calib.write_bytes(b" " * ((4 << 20) + 1))
     uses = tmp_path / "uses.sli"
     uses.write_text(policy_text("big.json"))
     code, out = run_cli(["check", str(big), str(uses)], limit_mb=1024)
-    assert_clean(code, out, 2, f"policy file '{big}' is larger than 8 MiB",
+    assert_clean(code, out, 2, f"policy file '{big}' is larger than 4 MiB",
                  f"{uses}:10:20: error: calibration file '{tmp_path}/big.json' is larger "
                  "than 4 MiB")
 
