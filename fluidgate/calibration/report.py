@@ -16,12 +16,14 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 import fluidgate
 from fluidgate.calibration.csvformat import MeasurementSet
 from fluidgate.calibration.curves import CurveResult
 from fluidgate.calibration.fit import Calibration, FitOptions
 from fluidgate.calibration.schema import SCHEMA_ID, CalibrationFile, CurveFit
+from fluidgate.textsafe import safe_text
 
 UNITS = {
     "c": "s",
@@ -166,8 +168,9 @@ def render(cal: Calibration, console: Console) -> None:
     )
     console.print(derived)
     console.print(cal.chunk_range_note, style="dim", highlight=False)
-    for warning in cal.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    for warning in cal.warnings:  # may quote input files: no markup, controls escaped
+        console.print(Text.assemble(("warning:", "yellow"), " ", safe_text(warning)),
+                      highlight=False)
 
 
 def _scaled(ci: dict[str, tuple[float, float]], name: str, factor: float) -> str:
