@@ -9,7 +9,9 @@ On the reference instance (examples/two_class.sli) at n = 500, gate-and-route, o
    over a warmed-up process, since numba allocates outside Python's tracemalloc).
 
 Each fast measurement is the median of several runs after an unmeasured one that compiles
-(or loads from numba's cache) the loop. Results go to a JSON file (default
+(or loads from numba's cache) the loop. Rates are per CPU-second of the process (one core,
+single-threaded), so that other jobs on a shared machine do not distort them; per
+wall-second rates are recorded too. Results go to a JSON file (default
 `bench/results/simulator-<date>-<host>.json`) with the machine, and to a table.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -66,14 +69,18 @@ def fast_rate(spec: ControllerSpec, fidelity: str, duration: float, repeats: int
 
     opts = RunOptions(fidelity=Fidelity(fidelity), gpus=N, duration=duration, warmup=50.0)
     simulate(spec, RunOptions(fidelity=Fidelity(fidelity), gpus=N, duration=5.0, warmup=1.0))
-    rates, runs = [], []
+    rates, wall_rates, runs = [], [], []
     for seed in range(repeats):
+        c0 = time.process_time()
         r = simulate(spec, RunOptions(**{**opts.__dict__, "seed": seed}))
+        cpu = time.process_time() - c0  # includes setup and result building: conservative
         count = r.events if fidelity == "ctmc" else r.steps
-        rates.append(count / r.wall_s)
-        runs.append({"seed": seed, "count": count, "wall_s": r.wall_s,
+        rates.append(count / cpu)
+        wall_rates.append(count / r.wall_s)
+        runs.append({"seed": seed, "count": count, "cpu_s": cpu, "loop_wall_s": r.wall_s,
                      "revenue_per_gpu": r.revenue_per_gpu})
-    return {"median_per_s": statistics.median(rates), "runs": runs}
+    return {"median_per_s": statistics.median(rates),
+            "median_per_wall_s": statistics.median(wall_rates), "runs": runs}
 
 
 def simpy_rate(spec: ControllerSpec, horizon: float) -> dict[str, Any]:
@@ -87,11 +94,11 @@ def simpy_rate(spec: ControllerSpec, horizon: float) -> dict[str, Any]:
         cm.C_LAMBDA, cm.C_THETA, cm.C_MU_P, cm.C_MU_M, cm.C_MU_S, cm.C_W_DECODE,
         cm.C_TARGET_X, cm.C_TARGET_Q)), n=N, mixed=scaled.cluster.mixed_gpus,
         batch=scaled.cluster.max_batch, seed=0)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     events, _ = model.run(warmup=0.0, until=horizon)
-    wall = time.perf_counter() - t0
-    return {"median_per_s": events / wall, "events": events, "wall_s": wall,
-            "simulated_s": horizon}
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"median_per_s": events / cpu, "median_per_wall_s": events / wall,
+            "events": events, "cpu_s": cpu, "wall_s": wall, "simulated_s": horizon}
 
 
 def memory() -> dict[str, Any]:
@@ -101,6 +108,15 @@ def memory() -> dict[str, Any]:
     return {"gpus": 5000, "rss_before_kib": int(before), "rss_peak_kib": int(after),
             "growth_mib": (int(after) - int(before)) / 1024, "events": int(events),
             "wall_s": float(wall)}
+
+
+def _version(lib: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(lib)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def main() -> int:
@@ -122,6 +138,10 @@ def main() -> int:
         "ctmc": ctmc, "iteration": iteration, "simpy": simpy, "memory_n5000": mem,
         "ratio_ctmc_vs_simpy": ctmc["median_per_s"] / simpy["median_per_s"],
         "targets": TARGETS,
+        "rates_are": "events (or GPU-iterations) per CPU-second of the measuring process; "
+                     "per wall-second alongside",
+        "load_average": os.getloadavg(),
+        "versions": {lib: _version(lib) for lib in ("numba", "llvmlite", "numpy", "simpy")},
     }
     host = result["machine"]["hostname"]
     out = args.out or ROOT / "bench/results" / f"simulator-{dt.date.today()}-{host}.json"

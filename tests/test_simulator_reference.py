@@ -70,7 +70,7 @@ def test_gate_and_route_beats_unplanned_baselines_at_500(runs: list[RunRecord],
     "FG-SP (FCFS + static plan) converges to 97.8 % of R* on this instance and is already "
     "there at n = 500, while gate-and-route is at 97.5 %: its finite-n loss (decode-buffer "
     "abandonments of a critically loaded decode pool, plus the extra prefill slot of "
-    "⌈n·Σx*⌉) still exceeds FCFS's asymptotic loss; the crossover is near n ≈ 1,000"))
+    "⌈n·Σx*⌉) still exceeds FCFS's asymptotic loss; the crossover lies between 500 and 2,000"))
 def test_gate_and_route_beats_fg_sp_at_500(runs: list[RunRecord]) -> None:
     ours, theirs = _summary(runs, "gate-and-route", 500), _summary(runs, "FG-SP", 500)
     assert theirs.ci_high < ours.ci_low

@@ -79,10 +79,14 @@ def occupancy(records: list[OccupancyRecord], path: Path) -> Path:
     sizes = sorted({r.n for r in records})
     fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.8 / max(len(names), 1)
+    shown: list[float] = []
     for j, name in enumerate(names):
         rel = [next(r.measured / r.target if r.target > 0 else np.nan
                     for r in records if r.n == n and r.name == name) for n in sizes]
+        shown.extend(v for v in rel if np.isfinite(v))
         ax.bar(np.arange(len(sizes)) + j * width, rel, width, label=name)
+    if shown:  # zoom on the ±5 % band, keeping every bar's top in view
+        ax.set_ylim(min(0.9, min(shown) - 0.03), max(1.1, max(shown) + 0.03))
     ax.axhline(1.0, color="k", lw=1)
     ax.axhspan(0.95, 1.05, color="green", alpha=0.1, label="±5 %")
     ax.set_xticks(np.arange(len(sizes)) + width * (len(names) - 1) / 2, [str(n) for n in sizes])
