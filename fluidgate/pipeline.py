@@ -7,7 +7,6 @@ the next through its typed object.
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -168,22 +167,29 @@ def _solve_verified(
     return _Outcome(unverified, last.verification)
 
 
-_INDEXED = re.compile(r"^(\w+)\[(\d+)\]$")
-
-
 def _readable(policy: Policy, compiled: CompiledLP, failure: Failure) -> str:
     """A failure in the policy's terms: rows and columns named by class or SLO line."""
-    m = _INDEXED.match(failure.where)
-    if m is None:
+    from fluidgate.formulations.columns import column_of
+
+    if failure.row is not None and failure.row < len(compiled.rows):
+        ref = compiled.rows[failure.row]
+        component, index = ref.component, ref.index
+    elif failure.column is not None and failure.column < len(compiled.columns):
+        component, index = compiled.columns[failure.column]
+    else:
         return failure.describe()
-    component, index = m.group(1), int(m.group(2))
+    if not isinstance(index, int):
+        return failure.describe()
     where = failure.where
-    if component == "slo" and index < len(policy.slos):
+    col = column_of(component, index) if failure.column is not None else None
+    if failure.row is not None and component == "slo" and index < len(policy.slos):
         slo = policy.slos[index]
         line = f" on line {slo.span.line}" if slo.span else ""
         where = f"the SLO '{slo.label}'{line}"
     elif component in ("violation", "violation_below") and index < len(policy.slos):
         where = f"the violation of SLO '{policy.slos[index].label}'"
-    elif index < len(policy.classes):
+    elif col is not None and col.cls_index is not None and index < len(policy.classes):
+        where = f"{col.var.value} of class '{policy.classes[index].name}'"
+    elif failure.row is not None and index < len(policy.classes):
         where = f"{component} of class '{policy.classes[index].name}'"
     return dataclasses.replace(failure, where=where).describe()

@@ -67,6 +67,8 @@ class Failure:
     where: str  # a row, a column or a class
     error: float  # relative, comparable with the tolerance of its check
     detail: str = ""
+    row: int | None = None  # the matrix row it is about, if any (for naming it in policy terms)
+    column: int | None = None  # the matrix column, likewise
 
     def describe(self) -> str:
         text = f"{self.check.value} {self.where}: relative error {self.error:.3g}"
@@ -129,7 +131,8 @@ def _worst(failures: list[Failure], check: Check, err: FloatArray, tol: float,
            names: Sequence[str], kind: str, detail: str) -> float:
     bad = np.flatnonzero(err > tol)
     for i in bad[np.argsort(-err[bad])][:5]:
-        failures.append(Failure(check, _name(names, int(i), kind), float(err[i]), detail))
+        at = {"row": int(i)} if kind == "row" else {"column": int(i)}
+        failures.append(Failure(check, _name(names, int(i), kind), float(err[i]), detail, **at))
     if bad.size > 5:
         failures.append(Failure(check, f"{bad.size - 5} more {kind}s", float(tol), detail))
     return float(err.max()) if err.size else 0.0
