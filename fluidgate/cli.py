@@ -154,7 +154,7 @@ def check(
         for w in checked.warnings:
             _say(_stderr(), w.render(policy.source_text))
         # Short enough not to wrap at 80 columns (pricing and objective: `explain`).
-        _say(out, f"{path}: ok — {plural(len(policy.classes), 'class')}, "
+        _say(out, f"{safe_text(str(path))}: ok — {plural(len(policy.classes), 'class')}, "
                   f"{plural(len(policy.slos), 'SLO constraint')}")
     if failed:
         raise typer.Exit(EXIT_INPUT)

@@ -63,7 +63,7 @@ def assert_clean(code: int, output: str, wanted_code: int, *words: str) -> None:
 
 
 def headers(path: Path) -> tuple[int, list[str]]:
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")
     code = int(re.search(r"^# exit: (\d+)$", text, re.M)[1])  # type: ignore[index]
     return code, re.findall(r"^# words: (.*)$", text, re.M)
 

@@ -42,7 +42,7 @@ def load_policy(path: str | Path, parser: PolicyParser | None = None) -> Checked
     except ReadError as exc:
         raise PolicyError([Diagnostic(exc.message)]) from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a BOM from a Windows editor is not part of the text
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
