@@ -12,6 +12,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from fluidgate.simulator import jitcache
+
+jitcache.configure()  # before any @njit(cache=True) below: see jitcache
+
 # int fields of a record (lbi) and float fields (lbf)
 L_GPU, L_CLS, L_PREV, L_NEXT, L_OUT, L_POS = range(6)
 L_ARRIVAL, L_PREFILLED = 0, 1

@@ -20,6 +20,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from fluidgate.simulator import jitcache
+
+jitcache.configure()  # before any @njit(cache=True) below: see jitcache
+
 # fields of a queued request record
 F_ARRIVAL, F_PREFILLED, F_PROMPT, F_OUTPUT, F_TICKET = 0, 1, 2, 3, 4
 N_FIELDS = 5
