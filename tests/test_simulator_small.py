@@ -111,3 +111,17 @@ def test_trace_header_and_unknown_class() -> None:
     spec = one_gpu_spec(rate=1.0, patience=5.0, prompt=300.0, output=100.0)
     with pytest.raises(SimulationInputError, match="row 3: class 'chat' is not in the spec"):
         simulate(spec, RunOptions(trace=trace))
+
+
+def test_sli_router_splits_decodes_as_the_spec_says() -> None:
+    from tests.simulator_support import reference_spec
+
+    spec = reference_spec()
+    r = simulate(spec, RunOptions(policy=PolicyName.SLI_ROUTER, gpus=200, duration=500.0,
+                                  seed=2))
+    shares = [c.served_solo / c.served for c in r.classes]
+    # decode_heavy is planned entirely on solo GPUs: none may ever decode on a mixed one
+    assert spec.classes[0].p_solo == 1.0 and shares[0] == 1.0
+    # prefill_heavy splits at p_solo; a mixed GPU whose prefill slot is briefly idle decodes
+    # at solo speed and counts as solo, so the measured share sits slightly above
+    assert shares[1] == pytest.approx(spec.classes[1].p_solo, abs=0.03)
