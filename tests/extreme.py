@@ -19,12 +19,13 @@ RANGES = {
     "gpus": (1, 1e7), "max_batch": (2, 1e6), "chunk": (1, 1e7), "tokens": (1, 1e8),
     "patience": (1e-3, 1e9), "rate": (1e-9, 1e7), "solo": (1e-6, 3600),
     "alpha": (1e-6, 3600), "price": (1e-12, 1e6), "request": (1e-12, 1e12),
-    "penalty": (1e-9, 1e9),
+    "penalty": (1e-9, 1e9), "weight": (1e-6, 1e6),
 }
 TYPICAL = {
     "gpus": (1, 1000), "max_batch": (8, 256), "chunk": (64, 4096), "tokens": (50, 10000),
     "patience": (1, 100), "rate": (0.01, 10), "solo": (5e-3, 0.1), "alpha": (5e-3, 0.1),
     "price": (1e-7, 1e-3), "request": (1e-4, 1.0), "penalty": (1.0, 1e3),
+    "weight": (0.5, 2.0),
 }
 
 
@@ -82,13 +83,18 @@ def make_case(seed: int) -> Case:
         patience = None if rng.random() < 0.3 else _draw(rng, "patience")
         cin_text, cin = _price(rng, prompt)
         cout_text, cout = _price(rng, output)
-        classes.append(Klass(rate, prompt, output, patience, cin, cout))
+        weight = _draw(rng, "weight")
+        classes.append(Klass(rate, prompt, output, patience, cin, cout, weight))
         lines += [f"class c{k} {{", f"    rate = {_num(rate)} /s per gpu",
+                  f"    weight = {_num(weight)}",
                   f"    prompt = {prompt} tokens", f"    output = {output} tokens",
                   "    patience = " + ("none" if patience is None else f"{_num(patience)} s"),
                   f"    price {{ input = {cin_text}; output = {cout_text} }}", "}"]
     spec = Spec(gpus, B, C, alpha, beta, solo, classes, pricing)
     slos = _slos(rng, spec) if rng.random() < 0.35 else []
+    if rng.random() < 0.15:
+        spec.objective = rng.choice(["throughput", "served"])
+        lines.append(f"objective maximize {spec.objective}")
     if slos:
         lines += ["slo {", *(f"    {s}" for s in slos), "}"]
     return Case(seed, "\n".join(lines) + "\n", spec)
@@ -112,6 +118,9 @@ def _slos(rng: random.Random, spec: Spec) -> list[str]:
         k0 = spec.classes[0]
         spec.served_min = spec.gpus * k0.rate * rng.uniform(0.05, 1.0)
         out.append(f"served(c0) >= {_num(spec.served_min)} /s")
+    if rng.random() < 0.25 and len(spec.classes) > 1:
+        spec.spread_prefill_max = math.exp(rng.uniform(math.log(1e-6), math.log(0.5)))
+        out.append(f"spread(prefill) <= {_num(spec.spread_prefill_max)}")
     if rng.random() < 0.3:
         lo, hi = spec.tau_solo, max(tau, spec.tau_solo) * 2
         spec.tpot_max = math.exp(rng.uniform(math.log(lo), math.log(hi)))

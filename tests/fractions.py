@@ -31,6 +31,7 @@ class Klass:
     patience: float | None
     c_in: float  # per token
     c_out: float
+    weight: float = 1.0
 
 
 @dataclass
@@ -48,6 +49,8 @@ class Spec:
     ttft_max: float | None = None  # every class with a patience
     served_min: float | None = None  # class 0, cluster-wide requests/s
     tpot_max: float | None = None  # cluster-wide
+    spread_prefill_max: float | None = None  # largest gap of x_i/w_i between classes
+    objective: str = "revenue"  # revenue | throughput | served
     extra: list[str] = field(default_factory=list)
 
 
@@ -89,7 +92,11 @@ def build(spec: Spec) -> Lp:
     A, P_, M, S, Dd = (np.arange(K) * 5 + k for k in range(5))
     V = 5 * K + np.arange(K)
     c = np.zeros(n)
-    if spec.pricing == "bundled":
+    if spec.objective == "served":  # completions per GPU
+        c[M] = c[S] = lam
+    elif spec.objective == "throughput":  # prompt and output tokens of completed requests
+        c[M] = c[S] = (P + D) * lam
+    elif spec.pricing == "bundled":
         w = np.array([k.c_in * k.prompt + k.c_out * k.output for k in spec.classes])
         c[M] = c[S] = w * lam
     else:
@@ -128,6 +135,13 @@ def build(spec: Spec) -> Lp:
     if spec.tpot_max is not None:  # Σ(y_m + y_s) ≤ T·Σ(y_m/τ + γ·y_s)
         T = spec.tpot_max
         ub.append((row([(M, mixed * (1 - T / tau)), (S, solo * (1 - T * gamma))]), 0.0))
+    if spec.spread_prefill_max is not None:  # x_i/w_i − x_j/w_j ≤ s, x = share·a
+        wts = np.array([k.weight for k in spec.classes])
+        for i in range(K):
+            for j in range(K):
+                if i != j:
+                    ub.append((row([(A[i], share[i] / wts[i]), (A[j], -share[j] / wts[j])]),
+                               spec.spread_prefill_max))
     upper = np.full(n, np.inf)
     upper[: 5 * K] = 1.0
     for i in range(K):

@@ -1,8 +1,8 @@
 """Extreme but valid policies: never a silent wrong plan.
 
 240 policies from `tests/extreme.py` (rates, token counts, batch sizes, chunks, iteration
-times, prices and SLOs spread over the documented ranges; both pricing modes, with and
-without patience). Each is solved by fluidgate and by `fractions.py`, an independent
+times, prices, weights, penalties and SLOs spread over the documented ranges; both pricing
+modes and all three objectives, with and without patience). Each is solved by fluidgate and by `fractions.py`, an independent
 formulation that is well scaled by construction. fluidgate must either refuse the input
 (exit 2), say it cannot answer reliably (status `unverified`, exit 4), or agree: the same
 status, the same R* to 1e-6, and a plan that holds in the independent model.
@@ -10,6 +10,7 @@ status, the same R* to 1e-6, and a plan that holds in the independent model.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -37,6 +38,7 @@ def _rel(a: float, b: float) -> float:
     return abs(a - b) / max(abs(a), abs(b), 1e-300)
 
 
+@functools.cache  # the cross-solver test reuses the HiGHS answers
 def _solve(seed: int, solver: str) -> tuple[Solution | None, fractions.Spec]:
     case = make_case(seed)
     try:
@@ -141,4 +143,8 @@ def test_generator_covers_the_ranges() -> None:
     assert sum(any(k.patience is None for k in s.classes) for s in specs) > 50
     assert sum(s.abandonment_penalty is not None for s in specs) > 10
     assert sum(s.tpot_max is not None or s.ttft_max is not None for s in specs) > 20
+    assert sum(s.spread_prefill_max is not None for s in specs) > 10
+    assert {s.objective for s in specs} == {"revenue", "throughput", "served"}
+    weights = [k.weight for s in specs for k in s.classes]
+    assert min(weights) < 1e-4 and max(weights) > 1e4
     assert not any(math.isnan(k.c_in) for s in specs for k in s.classes)
