@@ -3,9 +3,10 @@
 240 policies from `tests/extreme.py` (rates, token counts, batch sizes, chunks, iteration
 times, prices, weights, penalties and SLOs spread over the documented ranges; both pricing
 modes and all three objectives, with and without patience). Each is solved by fluidgate
-and by `fractions.py`, an independent formulation that is well scaled by construction. fluidgate must either refuse the input
-(exit 2), say it cannot answer reliably (status `unverified`, exit 4), or agree: the same
-status, the same R* to 1e-6, and a plan that holds in the independent model.
+and by `fractions.py`, an independent formulation that is well scaled by construction.
+fluidgate must either refuse the input (exit 2), say it cannot answer reliably (status
+`unverified`, exit 4), or agree: the same status, the same R* to 1e-6, and a plan that
+holds in the independent model.
 """
 
 from __future__ import annotations
