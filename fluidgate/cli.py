@@ -421,6 +421,36 @@ def schema(
     _say(Console(highlight=False, soft_wrap=True), summary)
 
 
+@app.command()
+def export(
+    source: Annotated[Path, typer.Argument(help="A controller spec (fluidgate.controller/v1 "
+                                                "JSON).", show_default=False, metavar="SPEC")],
+    target: Annotated[str, typer.Option("--target", "-t", show_default=False,
+                                        help="vllm, sglang, dynamo, llm-d, json or yaml.")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", show_default=False,
+        help="Write the files into this directory, all or nothing; default: print them.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out "
+                                                        "directory.")] = False,
+) -> None:
+    """Turn a controller spec into configuration for a serving stack.
+
+    Writes engine arguments, replica counts per pool, per-class priorities or manifests,
+    plus README.txt listing every rule of the plan the stack cannot express (use the
+    runtime gate for those). Exit 2 names the field of a bad spec.
+    """
+    from fluidgate.controllers.export.command import ExportInputError, run_export
+
+    try:
+        outcome = run_export(source, target, out, force)
+    except ExportInputError as exc:
+        _fail(f"error: {exc}", EXIT_INPUT)
+    if outcome.stdout:
+        typer.echo(outcome.stdout, nl=False)
+    if outcome.stderr:
+        _stderr().print(outcome.stderr.rstrip("\n"), markup=False)
+
+
 def _mount_calibration() -> None:
     from fluidgate.calibration.cli import app as calibrate_app
 

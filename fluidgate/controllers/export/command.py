@@ -1,0 +1,96 @@
+"""`fluidgate export`: read a spec, run one exporter, print the files or write a directory.
+
+Kept out of `cli.py` so the command's rules (bounded read, exit-2 errors that name the
+field, never a partial directory, the unmet list always shown) are testable without a
+terminal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fluidgate.controllers.export.base import ExportError, ExportResult
+from fluidgate.controllers.export.registry import export_spec, parse_target, target_names
+from fluidgate.controllers.spec import ControllerSpec, SpecError, parse_spec
+
+MAX_SPEC_BYTES = 64 * 1024 * 1024  # a spec of 100,000 classes is ~60 MB; beyond is a mistake
+
+
+class ExportInputError(Exception):
+    """Bad input to `fluidgate export` (exit 2); the message says what and where."""
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    stdout: str  # the files, when printed
+    stderr: str  # what was written and what the stack cannot express
+
+
+def read_spec(path: Path) -> ControllerSpec:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_SPEC_BYTES + 1)
+    except OSError as exc:
+        raise ExportInputError(f"cannot read '{path}': {exc.strerror or exc}") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise ExportInputError(f"'{path}' is larger than {MAX_SPEC_BYTES // 2**20} MiB; "
+                               "is it a controller spec?")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ExportInputError(f"'{path}' is not UTF-8 text (byte {exc.start})") from None
+    try:
+        return parse_spec(text, origin=str(path))
+    except SpecError as exc:
+        raise ExportInputError(str(exc)) from None
+
+
+def load_source(path: Path) -> ControllerSpec:
+    if path.suffix == ".sli":
+        raise ExportInputError(
+            f"'{path}' is a policy; export reads a controller spec. Solve it first and "
+            "export the spec it writes (solving straight from a policy here is pending)")
+    return read_spec(path)
+
+
+def render_stdout(result: ExportResult) -> str:
+    """One file prints as itself (so `> file` works); several get `==> name <==` headers."""
+    if len(result.files) == 1:
+        return next(iter(result.files.values()))
+    return "\n".join(f"==> {name} <==\n{text}" for name, text in result.files.items())
+
+
+def unmet_summary(result: ExportResult) -> str:
+    if not result.unmet:
+        return ""
+    lines = [f"{len(result.unmet)} rule(s) of the plan that {result.stack} cannot express "
+             "(details in README.txt):"]
+    lines += [f"  - {u.rule.split(':')[0]}" for u in result.unmet]
+    return "\n".join(lines) + "\n"
+
+
+def run_export(source: Path, target_name: str, out: Path | None,
+               force: bool = False) -> ExportOutcome:
+    from fluidgate.controllers.export.outdir import OutputDirError, write_files
+
+    target = parse_target(target_name)
+    if target is None:
+        raise ExportInputError(f"unknown target '{target_name}'; choose one of "
+                               f"{', '.join(target_names())}")
+    spec = load_source(source)
+    try:
+        result = export_spec(spec, target)
+    except ExportError as exc:
+        raise ExportInputError(f"{source}: cannot export for {target.value}: {exc}") from None
+    if out is None:
+        return ExportOutcome(render_stdout(result), unmet_summary(result))
+    try:
+        written = write_files(out, result.files, force)
+    except OutputDirError as exc:
+        raise ExportInputError(str(exc)) from None
+    except OSError as exc:
+        raise ExportInputError(f"cannot write '{out}': {exc.strerror or exc}") from None
+    said = (f"wrote {out}/ for {result.stack}: "
+            f"{', '.join(p.name for p in written)}\n")
+    return ExportOutcome("", said + unmet_summary(result))
