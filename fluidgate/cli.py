@@ -421,23 +421,29 @@ def schema(
     _say(Console(highlight=False, soft_wrap=True), summary)
 
 
-@app.command()
+@app.command(short_help="Turn a controller spec into a serving stack's configuration.",
+             epilog=_exit_codes(_EXIT_OK, _EXIT_BUG,
+                                "2  the input is wrong: the spec (the field is named), the",
+                                "   target, or the --out directory"))
 def export(
-    source: Annotated[Path, typer.Argument(help="A controller spec (fluidgate.controller/v1 "
-                                                "JSON).", show_default=False, metavar="SPEC")],
-    target: Annotated[str, typer.Option("--target", "-t", show_default=False,
-                                        help="vllm, sglang, dynamo, llm-d, json or yaml.")],
+    source: Annotated[Path, typer.Argument(
+        help="A controller spec (fluidgate.controller/v1 JSON).", show_default=False,
+        metavar="SPEC")],
+    target: Annotated[str, typer.Option(
+        "--target", "-t", metavar="TARGET", show_default=False,
+        help="vllm, sglang, dynamo, llm-d, json or yaml.")],
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", show_default=False,
-        help="Write the files into this directory, all or nothing; default: print them.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out "
-                                                        "directory.")] = False,
+        "--out", "-o", metavar="DIR", show_default=False,
+        help="Write the files into DIR, all or nothing (a new or empty directory); "
+             "default: print them.")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace DIR when it is not empty.")] = False,
 ) -> None:
-    """Turn a controller spec into configuration for a serving stack.
+    """Turn SPEC (a controller spec) into configuration for a serving stack.
 
     Writes engine arguments, replica counts per pool, per-class priorities or manifests,
-    plus README.txt listing every rule of the plan the stack cannot express (use the
-    runtime gate for those). Exit 2 names the field of a bad spec.
+    and README.txt listing every rule of the plan the stack cannot express (the runtime
+    gate provides those). The stack versions checked are named in the output.
     """
     from fluidgate.controllers.export.command import ExportInputError, run_export
 

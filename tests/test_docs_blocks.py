@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import ROOT, solvers_available
 
-DOC_FILES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
+DOC_FILES = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
 FIXTURES = ROOT / "tests" / "fixtures" / "docs"
 DEFAULT_COLUMNS = 100
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.M | re.S)

@@ -28,6 +28,7 @@ def write_raw(tmp_path: Path, raw: dict[str, Any] | str) -> Path:
 
 
 def test_out_dir_holds_every_file(tmp_path: Path) -> None:
+    (tmp_path / "deploy").mkdir()
     out = tmp_path / "deploy" / "vllm"
     res = export(str(REFERENCE_SPEC), "--target", "vllm", "--out", str(out))
     assert res.exit_code == 0, res.output
@@ -102,6 +103,19 @@ def test_refuses_a_non_empty_directory_without_force(tmp_path: Path) -> None:
     assert not (out / "mine.txt").exists() and (out / "mixed.args").exists()
 
 
+def test_missing_parent_and_input_inside_are_refused(tmp_path: Path) -> None:
+    res = export(str(REFERENCE_SPEC), "-t", "vllm", "-o", str(tmp_path / "no" / "o"))
+    assert res.exit_code == 2 and "does not create directories" in res.output
+    assert not (tmp_path / "no").exists()
+    out = tmp_path / "o"
+    out.mkdir()
+    spec = out / "spec.json"
+    spec.write_text(REFERENCE_SPEC.read_text())
+    res = export(str(spec), "-t", "vllm", "-o", str(out), "--force")
+    assert res.exit_code == 2 and "input of this run" in res.output
+    assert spec.read_text() == REFERENCE_SPEC.read_text()
+
+
 def test_empty_directory_is_used_and_a_file_is_refused(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -114,16 +128,16 @@ def test_empty_directory_is_used_and_a_file_is_refused(tmp_path: Path) -> None:
 
 
 def _fail_on_third_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = outdir.write_text_atomic
+    real = outdir.write_output
     calls = {"n": 0}
 
-    def flaky(path: Any, text: str) -> Path:
+    def flaky(path: Any, text: str) -> Path | None:
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError(28, "No space left on device")
         return real(path, text)
 
-    monkeypatch.setattr(outdir, "write_text_atomic", flaky)
+    monkeypatch.setattr(outdir, "write_output", flaky)
 
 
 def test_failure_mid_write_leaves_no_directory(tmp_path: Path,

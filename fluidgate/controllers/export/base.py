@@ -6,12 +6,13 @@ write it atomically, or a test can read it without touching the disk.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 RUNTIME_GATE = (
-    "run fluidgate's runtime gate and router (fluidgate.controllers.runtime) in front of the "
-    "pools; it reads the same controller spec and applies this rule per request"
+    "run fluidgate's runtime gate and router (fluidgate.controllers.runtime.Controller) in "
+    "front of the pools; it reads the same controller spec and applies this rule per request"
 )
 
 
@@ -38,8 +39,14 @@ class Unmet:
     detail: str
     remedy: str = RUNTIME_GATE
 
-    def render(self) -> str:
-        return f"- {self.rule}\n    {self.detail}\n    to get it: {self.remedy}"
+    def render(self, width: int = 92) -> str:
+        """The rule, why the stack lacks it, and the way to get it, wrapped for a text file."""
+        def wrap(text: str, first: str, rest: str) -> str:
+            return textwrap.fill(text, width, initial_indent=first, subsequent_indent=rest,
+                                 break_on_hyphens=False, break_long_words=False)
+
+        return "\n".join([wrap(self.rule, "- ", "  "), wrap(self.detail, "    ", "    "),
+                          wrap(f"to get it: {self.remedy}", "    ", "    ")])
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,6 @@ from fluidgate.controllers.export.base import ExportError, ExportResult
 from fluidgate.controllers.export.registry import export_spec, parse_target, target_names
 from fluidgate.controllers.spec import ControllerSpec, SpecError, parse_spec
 
-MAX_SPEC_BYTES = 64 * 1024 * 1024  # a spec of 100,000 classes is ~60 MB; beyond is a mistake
-
 
 class ExportInputError(Exception):
     """Bad input to `fluidgate export` (exit 2); the message says what and where."""
@@ -28,18 +26,12 @@ class ExportOutcome:
 
 
 def read_spec(path: Path) -> ControllerSpec:
+    from fluidgate.reads import InputKind, ReadError, read_text_input
+
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_SPEC_BYTES + 1)
-    except OSError as exc:
-        raise ExportInputError(f"cannot read '{path}': {exc.strerror or exc}") from None
-    if len(data) > MAX_SPEC_BYTES:
-        raise ExportInputError(f"'{path}' is larger than {MAX_SPEC_BYTES // 2**20} MiB; "
-                               "is it a controller spec?")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ExportInputError(f"'{path}' is not UTF-8 text (byte {exc.start})") from None
+        text = read_text_input(path, InputKind.SPEC)
+    except ReadError as exc:
+        raise ExportInputError(str(exc)) from None
     try:
         return parse_spec(text, origin=str(path))
     except SpecError as exc:
@@ -72,12 +64,18 @@ def unmet_summary(result: ExportResult) -> str:
 
 def run_export(source: Path, target_name: str, out: Path | None,
                force: bool = False) -> ExportOutcome:
-    from fluidgate.controllers.export.outdir import OutputDirError, write_files
+    from fluidgate.atomic import OutputError
+    from fluidgate.controllers.export.outdir import check_directory, write_files
 
     target = parse_target(target_name)
     if target is None:
         raise ExportInputError(f"unknown target '{target_name}'; choose one of "
                                f"{', '.join(target_names())}")
+    if out is not None:
+        try:
+            check_directory(out, force, [source])  # refuse before any work, as solve does
+        except OutputError as exc:
+            raise ExportInputError(str(exc)) from None
     spec = load_source(source)
     try:
         result = export_spec(spec, target)
@@ -86,8 +84,8 @@ def run_export(source: Path, target_name: str, out: Path | None,
     if out is None:
         return ExportOutcome(render_stdout(result), unmet_summary(result))
     try:
-        written = write_files(out, result.files, force)
-    except OutputDirError as exc:
+        written = write_files(out, result.files, force, [source])
+    except OutputError as exc:
         raise ExportInputError(str(exc)) from None
     except OSError as exc:
         raise ExportInputError(f"cannot write '{out}': {exc.strerror or exc}") from None

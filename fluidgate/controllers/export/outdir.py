@@ -1,9 +1,11 @@
 """Write an export as one directory that appears whole or not at all.
 
 The files go into a fresh temporary directory next to the target, each through the
-project's atomic file writer; only when every file is on disk is the directory renamed into
-place. A crash or an error mid-way leaves the target as it was (absent, empty, or the old
-export when `--force` replaces one) and removes the temporary directory.
+project's output writer (`atomic.write_output`); only when every file is on disk is the
+directory renamed into place. An error mid-way leaves the target as it was — absent, empty,
+or the previous export when `--force` replaces one — and removes the temporary directory.
+As for single files: nothing is created on the way (a missing parent is an error), and a
+directory that holds an input of this run is never replaced.
 """
 
 from __future__ import annotations
@@ -12,14 +14,11 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from fluidgate.atomic import write_text_atomic
-
-
-class OutputDirError(Exception):
-    """The output directory cannot be used as asked; the message says why and what to do."""
+from fluidgate.atomic import OutputError, write_output
+from fluidgate.textsafe import safe_quoted
 
 
 def _dir_mode() -> int:
@@ -41,31 +40,51 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _check_target(out: Path, force: bool) -> bool:
-    """Whether `out` holds something that `--force` will replace."""
+def _check_target(out: Path, force: bool, inputs: Sequence[Path]) -> bool:
+    """Raise the `OutputError` that forbids writing `out`; True if `--force` replaces it."""
+    shown = safe_quoted(str(out))
     if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise OutputDirError(f"'{out}' exists and is not a directory; name a directory")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise OutputDirError(f"'{out}' exists and is not empty; choose a new directory "
-                                 "or pass --force to replace it")
-        return True
-    return False
+        raise OutputError(f"cannot write {shown}: it exists and is not a directory; "
+                          "name a directory")
+    parent = out.absolute().parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {shown}: the directory "
+                          f"{safe_quoted(str(out.parent))} does not exist (fluidgate does not "
+                          "create directories)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {shown}: no permission to create files in "
+                          f"{safe_quoted(str(out.parent))}")
+    if not out.is_dir() or not any(out.iterdir()):
+        return False
+    real = out.resolve()
+    for source in inputs:
+        if real in Path(source).resolve().parents:
+            raise OutputError(f"refusing to replace {shown}: it holds an input of this run "
+                              f"({safe_quoted(str(source))}); name another directory")
+    if not force:
+        raise OutputError(f"cannot write {shown}: it exists and is not empty; choose a new "
+                          "directory or pass --force to replace it")
+    return True
 
 
-def write_files(out: Path, files: Mapping[str, str], force: bool = False) -> list[Path]:
+def check_directory(out: Path, force: bool = False, inputs: Sequence[Path] = ()) -> None:
+    """Raise now what `write_files` would refuse, before any work is done."""
+    _check_target(out, force, inputs)
+
+
+def write_files(out: Path, files: Mapping[str, str], force: bool = False,
+                inputs: Sequence[Path] = ()) -> list[Path]:
     """Write `files` (name → text) as the directory `out`; returns the paths written."""
     for name in files:
         if not name or "/" in name or name in (".", ".."):
             raise ValueError(f"export file name {name!r} must be a plain file name")
-    replace = _check_target(out, force)
+    replace = _check_target(out, force, inputs)
     parent = out.absolute().parent
-    parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
     old: Path | None = None
     try:
         for name, text in files.items():
-            write_text_atomic(tmp / name, text)
+            write_output(tmp / name, text)
         os.chmod(tmp, _dir_mode())
         _fsync_dir(tmp)
         if replace:

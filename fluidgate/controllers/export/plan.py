@@ -166,8 +166,9 @@ def readme(spec: ControllerSpec, stack: str, body: str, unmet: Sequence[Unmet]) 
             f"{spec.cluster.solo_gpus} decode-only (solo); B = {spec.cluster.max_batch}, "
             f"C = {spec.cluster.chunk:g} tokens\n\n")
     if unmet:
-        tail = (f"\nNOT EXPRESSED BY {stack.upper()} ({len(unmet)}): the plan's R* assumes these "
-                "rules; without them expect less\n" + "\n".join(u.render() for u in unmet) + "\n")
+        tail = (f"\nNOT EXPRESSED BY THIS STACK ({len(unmet)}): the plan's R* assumes these "
+                "rules; without them\nexpect less\n"
+                + "\n".join(u.render() for u in unmet) + "\n")
     else:
         tail = f"\nEvery rule of the plan is expressed natively by {stack}.\n"
     return head + body.rstrip("\n") + "\n" + tail
