@@ -168,8 +168,9 @@ def test_reference_unmet_rules() -> None:
     assert any(r.startswith("solo-first decode placement") for r in rules)
     # decode_heavy is admitted at 234.17 of 250 req/s: a per-class admission target.
     assert any("decode_heavy 234.17 of 250.00" in r for r in rules)
-    readme = result.files["README.txt"]
-    assert all(r in readme for r in rules) and "fluidgate.controllers.runtime" in readme
+    readme = " ".join(result.files["README.txt"].split())  # README.txt wraps long lines
+    assert all(" ".join(r.split()) in readme for r in rules)
+    assert "fluidgate.controllers.runtime" in readme
     sgl = [u.rule for u in export_spec(REF, Target.SGLANG).unmet]
     assert any(r.startswith("decodes on mixed GPUs") for r in sgl)  # 1599 planned there
     assert not any(r.startswith("decodes on mixed GPUs") for r in rules)  # vLLM keeps them
