@@ -24,6 +24,7 @@ from fluidgate.wording import plural
 
 if TYPE_CHECKING:  # the CLI imports stages lazily; these are for annotations only
     from fluidgate.conflict import Conflict
+    from fluidgate.controllers.spec import ControllerSpec
     from fluidgate.model import Policy
     from fluidgate.solution import Solution
 
@@ -199,7 +200,7 @@ def solve(
     static plan (how many GPUs take prefills), and per class what the plan admits, serves
     and lets abandon. Exit 3 names the SLOs that conflict when the policy is infeasible.
     """
-    from fluidgate.solvers.base import SolveOptions, SolverUnavailable, TerminationStatus
+    from fluidgate.solvers.base import SolveOptions, SolverUnavailable
     from fluidgate.solvers.registry import SOLVER_NAMES
 
     if method not in ("auto", "simplex", "ipm"):
@@ -258,6 +259,13 @@ def solve(
             if controller_out is not None:
                 _say(Console(), f"controller spec written to {controller_out}")
         return
+    _fail_unsolved(sol)
+
+
+def _fail_unsolved(sol: Solution) -> NoReturn:
+    """Exit with the status and message of a solve that ended without an optimal plan."""
+    from fluidgate.solvers.base import TerminationStatus
+
     if sol.status in (TerminationStatus.INFEASIBLE, TerminationStatus.INFEASIBLE_OR_UNBOUNDED):
         _fail(_infeasible_message(sol), EXIT_INFEASIBLE)
     if sol.status is TerminationStatus.UNVERIFIED:
@@ -422,13 +430,16 @@ def schema(
 
 
 @app.command(short_help="Turn a controller spec into a serving stack's configuration.",
-             epilog=_exit_codes(_EXIT_OK, _EXIT_BUG,
-                                "2  the input is wrong: the spec (the field is named), the",
-                                "   target, or the --out directory"))
+             epilog=_exit_codes(
+                 _EXIT_OK, _EXIT_BUG,
+                 "2  the input is wrong: the spec (the field is named), the policy,",
+                 "   the target, or the --out directory",
+                 "3  POLICY only: the policy is infeasible",
+                 "4  POLICY only: the solver is unavailable or failed"))
 def export(
     source: Annotated[Path, typer.Argument(
-        help="A controller spec (fluidgate.controller/v1 JSON).", show_default=False,
-        metavar="SPEC")],
+        help="A controller spec (fluidgate.controller/v1 JSON, from solve --controller), or "
+             "a policy (.sli) to solve first.", show_default=False, metavar="SPEC|POLICY")],
     target: Annotated[str, typer.Option(
         "--target", "-t", metavar="TARGET", show_default=False,
         help="vllm, sglang, dynamo, llm-d, json or yaml.")],
@@ -438,23 +449,61 @@ def export(
              "default: print them.")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Replace DIR when it is not empty.")] = False,
+    solver: Annotated[SolverName, typer.Option(
+        "--solver", "-s", case_sensitive=False, metavar="[highs|gurobi]",
+        help="LP solver when the input is a policy.")] = SolverName.HIGHS,
 ) -> None:
-    """Turn SPEC (a controller spec) into configuration for a serving stack.
+    """Turn a controller spec (or a policy, solved first) into a serving stack's config.
 
     Writes engine arguments, replica counts per pool, per-class priorities or manifests,
     and README.txt listing every rule of the plan the stack cannot express (the runtime
     gate provides those). The stack versions checked are named in the output.
     """
-    from fluidgate.controllers.export.command import ExportInputError, run_export
+    from fluidgate.controllers.export.command import (
+        ExportInputError,
+        check_request,
+        deliver,
+        read_spec,
+    )
 
     try:
-        outcome = run_export(source, target, out, force)
+        chosen = check_request(target, out, force, [source])
+        if source.suffix == ".sli":
+            spec, inputs = _solved_spec(source, solver)
+        else:
+            spec, inputs = read_spec(source), [source]
+        outcome = deliver(spec, chosen, out, force, inputs, str(source))
     except ExportInputError as exc:
         _fail(f"error: {exc}", EXIT_INPUT)
     if outcome.stdout:
         typer.echo(outcome.stdout, nl=False)
     if outcome.stderr:
         _stderr().print(outcome.stderr.rstrip("\n"), markup=False)
+
+
+def _solved_spec(policy_file: Path, solver: SolverName) -> tuple[ControllerSpec, list[Path]]:
+    """Solve a policy for `export` and build its spec; exits 2, 3 or 4 as `solve` would."""
+    from fluidgate.controllers.build import build_spec
+    from fluidgate.controllers.spec import SpecError
+    from fluidgate.pipeline import solve_policy
+    from fluidgate.solvers.base import SolverUnavailable
+
+    policy, warnings = _load(policy_file)
+    for w in warnings:
+        _say(_stderr(), w.render(policy.source_text))
+    try:
+        sol = solve_policy(policy, solver.value)
+    except SolverUnavailable as exc:
+        _fail(f"error: {exc}", EXIT_SOLVER)
+    except PolicyError as exc:
+        _policy_error(exc)
+    if not sol.optimal:
+        _fail_unsolved(sol)
+    try:
+        spec = build_spec(sol, policy_file)
+    except SpecError as exc:  # a verified optimum always makes a valid spec
+        _fail(f"internal error: {exc}\nThis is a bug in fluidgate; please report it.", 1)
+    return spec, [Path(p) for p in _inputs(policy, policy_file)]
 
 
 def _mount_calibration() -> None:

@@ -153,10 +153,14 @@ def test_priority_signs_follow_each_stack() -> None:
     assert policy["default_policy_family"] == "b"
 
 
-def test_reference_rank_one_is_the_decode_heavy_class() -> None:
-    # D/P: decode_heavy 1000/300 > prefill_heavy 400/3000, so decode_heavy is rank 1.
+def test_reference_rank_one_is_the_class_the_plan_never_keeps_waiting() -> None:
+    # Bundled plans rank by the optimum's mean prefill wait q_p*/λ: prefill_heavy 0 s,
+    # decode_heavy 0.31669/0.5 = 0.633 s (DESIGN §2), so prefill_heavy runs first.
+    assert [c.priority for c in REF.classes] == [2, 1]
     vllm = json.loads(export_spec(REF, Target.VLLM).files["priorities.json"])["classes"]
-    assert vllm["decode_heavy"] < vllm["prefill_heavy"]
+    assert vllm == {"prefill_heavy": -2, "decode_heavy": -1}
+    sgl = json.loads(export_spec(REF, Target.SGLANG).files["priorities.json"])["classes"]
+    assert sgl == {"prefill_heavy": 2, "decode_heavy": 1}
 
 
 # --- unmet rules are listed, never dropped -----------------------------------------------

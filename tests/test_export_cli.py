@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from fluidgate.cli import app
 from fluidgate.controllers.export import outdir
 from fluidgate.controllers.spec import dump_spec
+from tests.conftest import EXAMPLES, ROOT
 from tests.export_specs import REFERENCE_SPEC, reference_raw, spec_of
 
 RUN = CliRunner()
@@ -74,12 +75,32 @@ def test_bad_spec_exits_2_naming_the_field(tmp_path: Path, edit: Any, field: str
     assert not (tmp_path / "o").exists()
 
 
-def test_unreadable_and_policy_inputs_exit_2(tmp_path: Path) -> None:
-    assert export(str(tmp_path / "missing.json"), "-t", "vllm").exit_code == 2
+def test_unreadable_spec_and_broken_policy_exit_2(tmp_path: Path) -> None:
+    res = export(str(tmp_path / "missing.json"), "-t", "vllm")
+    assert res.exit_code == 2 and "does not exist" in res.output
     sli = tmp_path / "p.sli"
     sli.write_text("policy \"x\"\n")
-    res = export(str(sli), "-t", "vllm")
-    assert res.exit_code == 2 and "policy" in res.output
+    res = export(str(sli), "-t", "vllm", "-o", str(tmp_path / "o"))
+    assert res.exit_code == 2 and str(sli) in res.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_policy_is_solved_then_exported_like_its_spec(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    res = export(str(EXAMPLES / "two_class.sli"), "-t", "sglang", "-o", str(out))
+    assert res.exit_code == 0, res.output
+    ref = tmp_path / "ref"
+    assert export(str(REFERENCE_SPEC), "-t", "sglang", "-o", str(ref)).exit_code == 0
+    for name in ("mixed.args", "solo.args", "router.args", "pools.json", "priorities.json"):
+        assert (out / name).read_text() == (ref / name).read_text(), name
+
+
+def test_an_infeasible_policy_exits_3_and_writes_nothing(tmp_path: Path) -> None:
+    policy = ROOT / "tests" / "fixtures" / "docs" / "two_conflicts.sli"
+    res = export(str(policy), "-t", "vllm", "-o", str(tmp_path / "o"))
+    assert res.exit_code == 3, res.output
+    assert "conflicting: abandonment(prefill_heavy)" in res.output
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_fractional_chunk_exits_2(tmp_path: Path) -> None:

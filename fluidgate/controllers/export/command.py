@@ -1,4 +1,5 @@
-"""`fluidgate export`: read a spec, run one exporter, print the files or write a directory.
+"""`fluidgate export`: check the request, read a spec, run one exporter, print the files or
+write a directory (a policy is solved into a spec by the CLI first).
 
 Kept out of `cli.py` so the command's rules (bounded read, exit-2 errors that name the
 field, never a partial directory, the unmet list always shown) are testable without a
@@ -7,10 +8,11 @@ terminal.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fluidgate.controllers.export.base import ExportError, ExportResult
+from fluidgate.controllers.export.base import ExportError, ExportResult, Target
 from fluidgate.controllers.export.registry import export_spec, parse_target, target_names
 from fluidgate.controllers.spec import ControllerSpec, SpecError, parse_spec
 
@@ -38,14 +40,6 @@ def read_spec(path: Path) -> ControllerSpec:
         raise ExportInputError(str(exc)) from None
 
 
-def load_source(path: Path) -> ControllerSpec:
-    if path.suffix == ".sli":
-        raise ExportInputError(
-            f"'{path}' is a policy; export reads a controller spec. Solve it first and "
-            "export the spec it writes (solving straight from a policy here is pending)")
-    return read_spec(path)
-
-
 def render_stdout(result: ExportResult) -> str:
     """One file prints as itself (so `> file` works); several get `==> name <==` headers."""
     if len(result.files) == 1:
@@ -62,10 +56,12 @@ def unmet_summary(result: ExportResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_export(source: Path, target_name: str, out: Path | None,
-               force: bool = False) -> ExportOutcome:
+def check_request(target_name: str, out: Path | None, force: bool,
+                  inputs: Sequence[Path]) -> Target:
+    """The target, once the name and the output directory are known to be usable: checked
+    before any solve or export work, as every fluidgate output is."""
     from fluidgate.atomic import OutputError
-    from fluidgate.controllers.export.outdir import check_directory, write_files
+    from fluidgate.controllers.export.outdir import check_directory
 
     target = parse_target(target_name)
     if target is None:
@@ -73,22 +69,29 @@ def run_export(source: Path, target_name: str, out: Path | None,
                                f"{', '.join(target_names())}")
     if out is not None:
         try:
-            check_directory(out, force, [source])  # refuse before any work, as solve does
+            check_directory(out, force, inputs)
         except OutputError as exc:
             raise ExportInputError(str(exc)) from None
-    spec = load_source(source)
+    return target
+
+
+def deliver(spec: ControllerSpec, target: Target, out: Path | None, force: bool,
+            inputs: Sequence[Path], origin: str) -> ExportOutcome:
+    """Run the exporter; print its files (`out` None) or write them as one directory."""
+    from fluidgate.atomic import OutputError
+    from fluidgate.controllers.export.outdir import write_files
+
     try:
         result = export_spec(spec, target)
     except ExportError as exc:
-        raise ExportInputError(f"{source}: cannot export for {target.value}: {exc}") from None
+        raise ExportInputError(f"{origin}: cannot export for {target.value}: {exc}") from None
     if out is None:
         return ExportOutcome(render_stdout(result), unmet_summary(result))
     try:
-        written = write_files(out, result.files, force, [source])
+        written = write_files(out, result.files, force, inputs)
     except OutputError as exc:
         raise ExportInputError(str(exc)) from None
     except OSError as exc:
         raise ExportInputError(f"cannot write '{out}': {exc.strerror or exc}") from None
-    said = (f"wrote {out}/ for {result.stack}: "
-            f"{', '.join(p.name for p in written)}\n")
+    said = f"wrote {out}/ for {result.stack}: {', '.join(p.name for p in written)}\n"
     return ExportOutcome("", said + unmet_summary(result))
