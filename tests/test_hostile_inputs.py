@@ -362,3 +362,38 @@ def test_balanced_sums_equal_left_to_right_sums(terms: list[tuple[bool, int]]) -
     assert isinstance(block, sx.ClusterBlock)
     value = evaluate(block.assigns[0].value, DiagnosticBag())
     assert value is not None and value.const == expected
+
+
+def test_permission_refusals_whoever_runs_the_tests(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decisions behind the permission messages, also where the suite runs as root (which
+    the kernel lets write anything): a file or directory the user may not write is refused
+    before anything is touched."""
+    from fluidgate import atomic
+
+    existing = tmp_path / "keep.json"
+    existing.write_text("keep")
+    before = snapshot(tmp_path)
+    monkeypatch.setattr(atomic.os, "access", lambda path, mode: False)
+    with pytest.raises(atomic.OutputError, match="no permission to write this file"):
+        atomic.write_output(existing, "new")
+    with pytest.raises(atomic.OutputError, match="no permission to create files in"):
+        atomic.write_output(tmp_path / "new.json", "new")
+    assert changed(before, snapshot(tmp_path)) == set()
+
+
+def test_json_to_dev_stdout_redirected_to_a_file(tmp_path: Path) -> None:
+    """`--json /dev/stdout > plan.json` writes into the file the shell opened; a rename would
+    leave standard output on an unlinked inode and the file empty."""
+    import json
+
+    plan = tmp_path / "plan.json"
+    with plan.open("wb") as handle:
+        proc = subprocess.run([sys.executable, "-m", "fluidgate", "solve",
+                               str(EXAMPLES / "two_class.sli"), "--json", "/dev/stdout", "-q"],
+                              stdout=handle, stderr=subprocess.PIPE, text=False, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        inode = os.fstat(handle.fileno()).st_ino
+    assert proc.returncode == 0, proc.stderr
+    assert plan.stat().st_ino == inode
+    assert json.loads(plan.read_text())["schema"] == "fluidgate.solution/v1"
