@@ -101,8 +101,8 @@ class _Outcome:
 
 
 LOOSE_TOLERANCE = 1e-7  # the solvers' own default, for a last attempt
-RETRY_HINT = ("try --solver gurobi (or highs), or bring the policy's numbers closer to "
-              "typical values (see the ranges in the language reference)")
+RETRY_HINT = ("or bring the policy's numbers closer to typical values (the ranges in the "
+              "language reference)")
 
 
 def _solve_verified(
@@ -160,9 +160,12 @@ def _solve_verified(
     assert last is not None
     if last.verification is None or last.verification.ok:
         return last
-    found = "; ".join(_readable(policy, compiled, f) for f in last.verification.worst())
+    found = "".join(f"\n    - {_readable(policy, compiled, f)}"
+                    for f in last.verification.worst())
+    other = "highs" if backend.name == "gurobi" else "gurobi"
     message = (f"{backend.name} reported {claim}, but the answer fails fluidgate's check in "
-               f"the policy's own units: {found}; {RETRY_HINT}")
+               f"the policy's own units, in every attempt:{found}\n    hint: try --solver "
+               f"{other}, {RETRY_HINT}")
     unverified = SolverResult(backend.name, TerminationStatus.UNVERIFIED, message)
     return _Outcome(unverified, last.verification)
 

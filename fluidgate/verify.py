@@ -71,8 +71,8 @@ class Failure:
     column: int | None = None  # the matrix column, likewise
 
     def describe(self) -> str:
-        text = f"{self.check.value} {self.where}: relative error {self.error:.3g}"
-        return f"{text} ({self.detail})" if self.detail else text
+        what = f"{self.where}: {self.detail}" if self.detail else self.where
+        return f"{what} ({self.check.value} check, relative error {self.error:.3g})"
 
 
 @dataclass(frozen=True)
@@ -272,14 +272,13 @@ def verify_plan(
     f = tol.feasibility
     for cs in classes:
         lam = cs.arrivals
-        for name, err, what in (
-            ("admitted", (cs.admitted - cs.arrivals) / lam, "admits more than arrives"),
-            ("served", (cs.served - cs.admitted) / lam, "serves more than it admits"),
-            ("served", -cs.served / lam, "serves a negative rate"),
+        for err, what in (
+            ((cs.admitted - cs.arrivals) / lam, "admits more than arrives"),
+            ((cs.served - cs.admitted) / lam, "serves more than it admits"),
+            (-cs.served / lam, "serves a negative rate"),
         ):
             if err > f:
-                failures.append(Failure(Check.PLAN, f"class '{cs.name}'", err, f"{what} "
-                                        f"({name})"))
+                failures.append(Failure(Check.PLAN, f"class '{cs.name}'", err, what))
     B = float(policy.cluster.max_batch)
     share = sum(cs.x for cs in classes)
     mixed = sum(cs.y_m for cs in classes)
