@@ -159,3 +159,23 @@ def test_an_infeasible_verdict_is_certified() -> None:
     sol = solve_policy(parse_policy(text.replace("0.5 /s per gpu", "2 /s per gpu")).policy)
     assert sol.status is TerminationStatus.INFEASIBLE
     assert sol.verification is not None and sol.verification.ok and sol.verification.gap > 0
+
+
+@pytest.mark.parametrize("name", ["two_class.sli", "two_class_slo.sli", "dolly8.sli"])
+def test_scaling_leaves_ordinary_answers_unchanged(name: str) -> None:
+    """Powers of two change only exponents: R*, the plan, SLO values and shadow prices of
+    the bundled policies match an unscaled solve to 1e-9."""
+    policy = load_policy(EXAMPLES / name).policy
+    scaled = solve_policy(policy)
+    with _no_scaling():
+        plain = solve_policy(policy)
+    assert scaled.optimal and plain.optimal
+    assert scaled.objective == pytest.approx(plain.objective, rel=1e-9)
+    for a, b in zip(scaled.classes, plain.classes, strict=True):
+        assert a.served == pytest.approx(b.served, rel=1e-9, abs=1e-12)
+        assert a.admitted == pytest.approx(b.admitted, rel=1e-9, abs=1e-12)
+    for sa, sb in zip(scaled.slos, plain.slos, strict=True):
+        for va, vb in ((sa.value, sb.value), (sa.shadow_price, sb.shadow_price)):
+            assert (va is None) == (vb is None)
+            if va is not None and vb is not None:
+                assert va == pytest.approx(vb, rel=1e-9, abs=1e-12)
