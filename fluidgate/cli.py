@@ -282,6 +282,7 @@ def _inputs(policy: Policy, policy_file: Path) -> list[str | Path]:
     inputs: list[str | Path] = [policy_file]
     if policy.cluster.iteration.source != "inline":
         inputs.append(policy.cluster.iteration.source)
+    inputs.extend(policy.class_tables)
     return inputs
 
 

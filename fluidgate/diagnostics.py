@@ -8,7 +8,7 @@ Errors in a policy are data, not exceptions thrown from deep inside: each stage 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -85,6 +85,8 @@ class DiagnosticBag:
     """Collects diagnostics so a checker can report every problem in one pass."""
 
     items: list[Diagnostic] = field(default_factory=list)
+    # texts of files other than the policy that diagnostics point into (class tables)
+    sources: dict[str, str] = field(default_factory=dict)
 
     def error(self, message: str, span: Span | None = None, hint: str | None = None) -> None:
         self.items.append(Diagnostic(message, span, "error", hint))
@@ -104,13 +106,22 @@ class DiagnosticBag:
 class PolicyError(Exception):
     """Raised when a policy cannot go further; carries every diagnostic found so far."""
 
-    def __init__(self, diagnostics: Sequence[Diagnostic], source: str | None = None) -> None:
+    def __init__(self, diagnostics: Sequence[Diagnostic], source: str | None = None,
+                 sources: Mapping[str, str] | None = None) -> None:
         self.diagnostics = list(diagnostics)
         self.source = source
+        # other files the diagnostics may point into (a class table beside the policy),
+        # by the file name their spans carry; a span into one is shown with its own line
+        self.sources = dict(sources or {})
         super().__init__(self.render())
 
+    def _source_for(self, d: Diagnostic) -> str | None:
+        if d.span is not None and d.span.file in self.sources:
+            return self.sources[d.span.file]
+        return self.source
+
     def render(self) -> str:
-        return "\n".join(d.render(self.source) for d in self.diagnostics)
+        return "\n".join(d.render(self._source_for(d)) for d in self.diagnostics)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -260,6 +260,7 @@ class Policy:
     slos: tuple[SloConstraint, ...] = ()
     source_file: str = "<memory>"
     source_text: str = ""
+    class_tables: tuple[str, ...] = ()  # files named by `classes from`, as read
 
     @property
     def class_names(self) -> tuple[str, ...]:

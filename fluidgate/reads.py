@@ -34,6 +34,7 @@ class InputKind(Enum):
     SPEC = ("controller spec", 16 * _MIB)
     SOLUTION = ("solution document", 64 * _MIB)
     TRACE = ("trace file", 512 * _MIB)  # a replayed arrival CSV: ~30 bytes a request
+    CLASS_TABLE = ("class table", 64 * _MIB)  # ~60 bytes a row: a million classes
 
     def __init__(self, noun: str, limit: int) -> None:
         self.noun = noun

@@ -8,7 +8,6 @@ user with three typos sees three errors at once. Only if the bag holds no error 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from fluidgate.diagnostics import DiagnosticBag, Span, did_you_mean
@@ -20,7 +19,17 @@ from fluidgate.model import (
     WorkloadClass,
 )
 from fluidgate.sli_dsl import syntax as sx
-from fluidgate.sli_dsl.fields import fields, in_range, integer, plausible, positive, value
+from fluidgate.sli_dsl.class_table import load_class_table
+from fluidgate.sli_dsl.fields import (
+    Price,
+    fields,
+    in_range,
+    integer,
+    per_token,
+    plausible,
+    positive,
+    value,
+)
 from fluidgate.sli_dsl.iteration import check_calibration_fit, check_iteration
 from fluidgate.sli_dsl.slo_check import check_slo_block
 from fluidgate.sli_dsl.units import (
@@ -36,14 +45,6 @@ CLUSTER_FIELDS = ("gpus", "max_batch", "chunk")
 PRICE_FIELDS = ("input", "output")
 CLASS_FIELDS = ("rate", "prompt", "output", "patience", "weight")
 PRICING_MODES = ("bundled", "separate")
-
-
-@dataclass(frozen=True, slots=True)
-class _Price:
-    """A price as written: per token, or per request (resolved per class later)."""
-
-    value: float
-    per_request: bool
 
 
 def _check_cluster(
@@ -79,9 +80,9 @@ def _check_cluster(
 
 def _check_prices(
     assigns: Sequence[sx.Assign], where: str, bag: DiagnosticBag
-) -> dict[str, _Price]:
+) -> dict[str, Price]:
     f = fields(assigns, PRICE_FIELDS, where, bag)
-    out: dict[str, _Price] = {}
+    out: dict[str, Price] = {}
     for name, a in f.items():
         got = value(a, [MONEY_PER_TOKEN, MONEY_PER_REQUEST], bag, "0.1 per token")
         if got is None or not positive(a, got.const, bag, strict=False):
@@ -94,20 +95,14 @@ def _check_prices(
             shown = f"{written.value:g} per {written.pers[-1]}"
         if in_range(f"'{a.name}'", got.const, a.value.span, bag, key, zero_ok=True,
                     shown=shown):
-            out[name] = _Price(got.const, per_request)
+            out[name] = Price(got.const, per_request)
     return out
-
-
-def _per_token(price: _Price | None, tokens: float) -> float:
-    if price is None:
-        return 0.0
-    return price.value / tokens if price.per_request else price.value
 
 
 def _check_class(
     block: sx.ClassBlock,
     cluster: Cluster | None,
-    default_prices: dict[str, _Price],
+    default_prices: dict[str, Price],
     bag: DiagnosticBag,
 ) -> WorkloadClass | None:
     where = f"class '{block.name}'"
@@ -168,8 +163,8 @@ def _check_class(
         prompt=prompt,
         output=output,
         patience=patience,
-        price_input=_per_token(prices.get("input"), prompt),
-        price_output=_per_token(prices.get("output"), output),
+        price_input=per_token(prices.get("input"), prompt),
+        price_output=per_token(prices.get("output"), output),
         weight=weight,
         span=block.name_span,
     )
@@ -183,6 +178,18 @@ def _single(
         bag.error(f"the {label} is given twice (first on line {found[0].span.line})",
                   extra.span)
     return found
+
+
+def _duplicate(name: str, span: Span, seen: dict[str, Span], file: str,
+               bag: DiagnosticBag) -> bool:
+    """Report a class name given before (inline or in a table), naming both places."""
+    first = seen.get(name)
+    if first is None:
+        return False
+    where = (f"line {first.line}" if first.file == file
+             else f"{first.file}:{first.line}:{first.column}")
+    bag.error(f"class '{name}' is defined twice (first on {where})", span)
+    return True
 
 
 def check_document(
@@ -204,7 +211,7 @@ def check_document(
         assert isinstance(clusters[0], sx.ClusterBlock)
         cluster = _check_cluster(clusters[0], base_dir, bag)
     mode: PricingMode = "bundled"
-    default_prices: dict[str, _Price] = {}
+    default_prices: dict[str, Price] = {}
     if pricings:
         p = pricings[0]
         assert isinstance(p, sx.PricingBlock)
@@ -224,17 +231,26 @@ def check_document(
                       f"one of {', '.join(choices)}", o.name_span)
         else:
             objective = Objective(o.name)
-    class_blocks = [i for i in doc.items if isinstance(i, sx.ClassBlock)]
-    if not class_blocks:
-        bag.error("the policy needs at least one 'class NAME { ... }' block", top)
-    seen: dict[str, sx.ClassBlock] = {}
+    class_items = [i for i in doc.items if isinstance(i, sx.ClassBlock | sx.ClassesFrom)]
+    if not class_items:
+        bag.error("the policy needs at least one 'class NAME { ... }' block (or a "
+                  "'classes from \"table.csv\"')", top)
+    seen: dict[str, Span] = {}
     classes: list[WorkloadClass] = []
-    for block in class_blocks:
-        if block.name in seen:
-            bag.error(f"class '{block.name}' is defined twice (first on line "
-                      f"{seen[block.name].span.line})", block.name_span)
+    for item in class_items:
+        if isinstance(item, sx.ClassesFrom):
+            rows, table_names = load_class_table(item, base_dir, cluster, default_prices, bag)
+            fresh = set()
+            for class_name, span in table_names:
+                if not _duplicate(class_name, span, seen, doc.file, bag):
+                    seen[class_name] = span
+                    fresh.add(class_name)
+            classes.extend(c for c in rows if c.name in fresh)
             continue
-        seen[block.name] = block
+        block = item
+        if _duplicate(block.name, block.name_span, seen, doc.file, bag):
+            continue
+        seen[block.name] = block.name_span
         checked = _check_class(block, cluster, default_prices, bag)
         if checked is not None:
             classes.append(checked)
@@ -254,4 +270,5 @@ def check_document(
         slos=tuple(slos),
         source_file=doc.file,
         source_text=doc.text,
+        class_tables=tuple(f for f in bag.sources if f != doc.file),
     )

@@ -6,6 +6,7 @@ Shared by every block's checker so that each field error reads the same way.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from fluidgate.diagnostics import DiagnosticBag, Span, did_you_mean
 from fluidgate.sli_dsl import syntax as sx
@@ -49,11 +50,30 @@ def value(
 
 
 def positive(a: sx.Assign, v: float, bag: DiagnosticBag, strict: bool = True) -> bool:
+    return positive_at(f"'{a.name}'", v, a.value.span, bag, strict)
+
+
+def positive_at(what: str, v: float, span: Span, bag: DiagnosticBag,
+                strict: bool = True) -> bool:
+    """`positive` for a value that is not an assignment (a cell of a class table)."""
     ok = v > 0 if strict else v >= 0
     if not ok:
-        bag.error(f"'{a.name}' must be {'positive' if strict else 'non-negative'}, got {v:g}",
-                  a.value.span)
+        bag.error(f"{what} must be {'positive' if strict else 'non-negative'}, got {v:g}", span)
     return ok
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """A price as written: per token, or per request (resolved per class by `per_token`)."""
+
+    value: float
+    per_request: bool
+
+
+def per_token(price: Price | None, tokens: float) -> float:
+    if price is None:
+        return 0.0
+    return price.value / tokens if price.per_request else price.value
 
 
 # Values outside these ranges are typos or unit slips, and they wreck the LP's numerics

@@ -29,13 +29,13 @@ def parse_policy(
     bag = DiagnosticBag()
     policy = check_document(doc, base_dir, bag)
     if bag.errors or policy is None:
-        raise PolicyError(bag.items, text)
+        raise PolicyError(bag.items, text, bag.sources)
     return CheckedPolicy(policy, bag.warnings)
 
 
 def load_policy(path: str | Path, parser: PolicyParser | None = None) -> CheckedPolicy:
-    """Read a policy file (bounded, regular files only); relative `iteration from` paths
-    resolve next to it."""
+    """Read a policy file (bounded, regular files only); relative `iteration from` and
+    `classes from` paths resolve next to it."""
     p = Path(path)
     try:
         raw = read_input(path, InputKind.POLICY)

@@ -370,6 +370,10 @@ class _ToSyntax(Transformer_NonRecursive[Token, Any]):
         return sx.ClassBlock(name.value, self._tspan(name), assigns, prices, self._span(meta))
 
     @v_args(meta=True)
+    def classes_from(self, meta: Any, ch: list[Token]) -> sx.ClassesFrom:
+        return sx.ClassesFrom(self._string(ch[0]), self._span(meta), self._tspan(ch[0]))
+
+    @v_args(meta=True)
     def price_block(self, meta: Any, ch: list[sx.Assign]) -> sx.PriceBlock:
         return sx.PriceBlock(tuple(ch), self._span(meta))
 

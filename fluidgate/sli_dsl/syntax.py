@@ -103,6 +103,15 @@ class ClassBlock:
 
 
 @dataclass(frozen=True, slots=True)
+class ClassesFrom:
+    """`classes from "table.csv"`: many classes in one columnar file (class_table.py)."""
+
+    path: str
+    span: Span
+    path_span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class ObjectiveDecl:
     name: str
     span: Span
@@ -125,7 +134,8 @@ class SloBlock:
     span: Span
 
 
-TopLevel = PolicyDecl | ClusterBlock | PricingBlock | ClassBlock | ObjectiveDecl | SloBlock
+TopLevel = (PolicyDecl | ClusterBlock | PricingBlock | ClassBlock | ClassesFrom | ObjectiveDecl
+            | SloBlock)
 
 
 @dataclass(frozen=True, slots=True)
