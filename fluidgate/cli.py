@@ -507,6 +507,89 @@ def _solved_spec(policy_file: Path, solver: SolverName) -> tuple[ControllerSpec,
     return spec, [Path(p) for p in _inputs(policy, policy_file)]
 
 
+@app.command(name="classes",
+             short_help="Derive a class table from a request trace (Azure, Mooncake, CSV).",
+             epilog=_exit_codes(_EXIT_OK, _EXIT_BUG,
+                                "2  the trace, the template policy or an option is wrong",
+                                "4  the solver is unavailable (--policy)"))
+def classes_command(
+    trace: Annotated[Path, typer.Argument(hidden=True, show_default=False, metavar="TRACE")],
+    k: Annotated[int, typer.Option("--k", metavar="K", help="How many classes.")] = 8,
+    out: Annotated[str, typer.Option("--out", "-o", metavar="FILE",
+                                     help="Write the class table (CSV) to FILE.")] = "",
+    fmt: Annotated[str, typer.Option(
+        "--format", metavar="[auto|azure|mooncake|plain]",
+        help="Trace format; auto reads it from the first line.")] = "auto",
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the k-means start.")] = 0,
+    gpus: Annotated[int | None, typer.Option(
+        metavar="N", help="Write rates per GPU for N GPUs (rate[/s per gpu]); by default "
+        "rates are cluster-wide (rate[/s]).", show_default=False)] = None,
+    patience: Annotated[float | None, typer.Option(
+        metavar="SECONDS", help="Patience of every class; by default the trace's patience "
+        "column (plain CSV), else none.", show_default=False)] = None,
+    policy: Annotated[Path | None, typer.Option(
+        "--policy", metavar="TEMPLATE", help="A policy with the cluster, pricing and SLOs "
+        "to judge the grouping by: R* with K classes against --reference-k classes.",
+        show_default=False)] = None,
+    reference_k: Annotated[int, typer.Option(
+        metavar="K", help="The finer grouping R* is compared with.")] = 64,
+    plot: Annotated[str | None, typer.Option(
+        "--plot", metavar="PNG", help="Draw the classes over the trace's scatter (log-log).",
+        show_default=False)] = None,
+) -> None:
+    """Derive K traffic classes from a request trace (TRACE): the Azure LLM inference trace
+    (TIMESTAMP,ContextTokens,GeneratedTokens), Mooncake JSON lines (timestamp ms,
+    input_length, output_length) or a plain CSV (arrival,prompt,output[,patience]).
+
+    Requests are grouped by k-means in log(prompt), log(output); each class has its group's
+    mean prompt and output tokens and its share of the arrivals over the trace's span. The
+    table is what 'classes from "FILE"' reads in a policy.
+    """
+    from fluidgate.atomic import OutputError
+    from fluidgate.planning.command import ClassesRequest, run_classes
+    from fluidgate.planning.derive import MAX_K
+    from fluidgate.planning.traces import TraceError, TraceFormat
+    from fluidgate.reads import ReadError
+    from fluidgate.solvers.base import SolverUnavailable
+
+    if not out:
+        _fail("error: --out FILE is required: where to write the class table", EXIT_INPUT)
+    if fmt not in [f.value for f in TraceFormat]:
+        _fail(f"error: --format must be auto, azure, mooncake or plain, not '{fmt}'",
+              EXIT_INPUT)
+    for name, value, low in (("--k", k, 1), ("--reference-k", reference_k, 1),
+                             ("--gpus", gpus, 1), ("--seed", seed, 0)):
+        if value is not None and not low <= value <= (MAX_K if "k" in name else 10**9):
+            _fail(f"error: {name} must be an integer from {low} to "
+                  f"{MAX_K if 'k' in name else 10**9:,}, not {value}", EXIT_INPUT)
+    if patience is not None and not (math.isfinite(patience) and patience > 0):
+        _fail(f"error: --patience must be a positive number of seconds, not {patience}",
+              EXIT_INPUT)
+    request = ClassesRequest(trace, k, out, TraceFormat(fmt), seed, gpus, patience, policy,
+                             reference_k, plot)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    err = _stderr()
+    bar = Progress("[progress.description]{task.description}", BarColumn(),
+                   MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True,
+                   disable=not err.is_terminal)
+    task = bar.add_task("reading the trace", total=None)
+    try:
+        with bar:
+            lines = run_classes(
+                request, lambda done, total: bar.update(task, completed=done, total=total),
+                lambda message: bar.update(task, description=message))
+    except (TraceError, ReadError, OutputError, ValueError) as exc:
+        _fail(f"error: {exc}", EXIT_INPUT)
+    except PolicyError as exc:
+        _policy_error(exc)
+    except SolverUnavailable as exc:
+        _fail(f"error: {exc}", EXIT_SOLVER)
+    console = Console(highlight=False, soft_wrap=True)
+    for line in lines:
+        _say(console, line)
+
+
 def _mount_calibration() -> None:
     from fluidgate.calibration.cli import app as calibrate_app
 
