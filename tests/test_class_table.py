@@ -179,3 +179,19 @@ def test_solve_refuses_to_write_over_the_table(tmp_path: Path) -> None:
                                       str(tmp_path / "t.csv")])
     assert result.exit_code == 2
     assert (tmp_path / "t.csv").read_text() == before
+
+
+def test_a_name_twice_in_one_table_and_a_short_row(tmp_path: Path) -> None:
+    text = _errors(tmp_path, "name,rate[/s],prompt,output\nx,1,2,3\nx,1,2,3\n")
+    assert f"{tmp_path / 't.csv'}:3:1: error: class 'x' is defined twice (first on " \
+        f"{tmp_path / 't.csv'}:2:1)" in text
+    text = _errors(tmp_path, "name,rate[/s],prompt,output\nx,1,2\n")
+    assert ":2:1: error: this row has 3 cells, the header 4" in text
+
+
+def test_bad_cell_exits_2_from_the_command_line(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text("\ufeffname,rate[/s],prompt,output\nx,1,2,nan\n")
+    (tmp_path / "t.sli").write_text(HEAD + 'classes from "t.csv"\n')
+    result = CliRunner().invoke(app, ["solve", str(tmp_path / "t.sli")])
+    assert result.exit_code == 2
+    assert "t.csv:2:7: error: 'output' must be a finite number, not 'nan'" in result.output

@@ -133,6 +133,7 @@ def load_class_table(
         bag.error(str(exc), item.path_span)
         return [], []
     file = str(path)
+    text = text.removeprefix("\ufeff")  # spreadsheets save CSV with a byte-order mark
     bag.sources[file] = text
     lines: list[str] = []
     numbers: list[int] = []
