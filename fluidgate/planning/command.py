@@ -123,7 +123,7 @@ def report_lines(req: ClassesRequest, d: Derivation, c: Comparison | None) -> li
            f"k-means in log(prompt), log(output), seed {d.seed}")
     lines = [f"{Path(t.file).name}: {FORMAT_WORDS[t.format]}",
              f"  {n:,} requests over {t.span:,.1f} s: {n / t.span * scale:.6g} requests{unit}",
-             f"{len(d.classes)} classes ({how}), written to {req.out}",
+             f"{len(d.classes):,} classes ({how}), written to {req.out}",
              ""]
     shown = d.classes if len(d.classes) <= 32 else d.classes[:32]
     lines.append(f"  {'class':<8}{'share':>8}{'rate' + unit:>16}{'prompt':>10}{'output':>10}"
