@@ -607,10 +607,18 @@ def mount_simulator() -> None:
     app.command(name="validate")(sim.validate)
 
 
+def mount_harness() -> None:
+    """Add `engine`, `gateway`, `load` and `harness` (idempotent)."""
+    from fluidgate.harness.cli import mount
+
+    mount(app)
+
+
 def main() -> None:
     """Console entry point: turns any unexpected exception into a one-line bug report."""
     _mount_calibration()
     mount_simulator()
+    mount_harness()
     try:
         app()
     except KeyboardInterrupt:

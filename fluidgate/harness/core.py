@@ -1,0 +1,151 @@
+"""The emulated engine's scheduler: continuous batching on a model clock.
+
+One asyncio task runs iterations back to back while there is work: each carries every
+running decode (one token each) and, on a mixed engine, one chunk of at most `C` prompt
+tokens of the oldest waiting prefill; it lasts `EngineTiming.iteration(k, b)` model seconds.
+Work that arrives during an iteration joins the next one; an idle engine starts at once.
+
+Iteration ends are scheduled at absolute model times (`origin + t_model / scale` on the
+event loop's clock), never as "sleep τ after the last one ended": on a busy machine a late
+wake-up is made up by the next sleep being shorter, so timer jitter does not accumulate
+into lost throughput. Tokens are handed to their stream every `stream_interval` tokens (and
+the first and last at once), as vLLM's `--stream-interval` does, so a compressed run does
+not drown the machine in events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+
+from fluidgate.harness.timing import EngineTiming
+
+
+@dataclass(eq=False, slots=True)
+class Stream:
+    """One request inside the engine. `prompt_left` > 0 while it still needs prefill."""
+
+    prompt_left: int
+    tokens_left: int  # decode tokens still to produce
+    prefill_only: bool = False  # the two-step protocol's first step: stop after prefill
+    produced: int = 0
+    delivered: int = 0
+    done: bool = False
+    aborted: bool = False
+    start_time: float = -1.0  # model time its first iteration began (-1: not yet)
+    finish_time: float = 0.0  # model time of its last token
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def take(self) -> int:
+        """Tokens produced since the last call (what the next streamed chunk carries)."""
+        n = self.produced - self.delivered
+        self.delivered = self.produced
+        self.ready.clear()
+        return n
+
+
+class EngineCore:
+    """Continuous batching for one emulated GPU; see the module docstring."""
+
+    def __init__(self, timing: EngineTiming, mixed: bool, time_scale: float = 1.0,
+                 stream_interval: int = 1) -> None:
+        if not time_scale > 0:
+            raise ValueError(f"time scale must be positive, not {time_scale!r}")
+        if stream_interval < 1:
+            raise ValueError(f"stream interval must be at least 1 token, not {stream_interval}")
+        self.timing = timing
+        self.mixed = mixed
+        self.scale = time_scale
+        self.interval = stream_interval
+        self.decode_slots = timing.decode_slots(mixed)
+        self._prefills: deque[Stream] = deque()
+        self._waiting: deque[Stream] = deque()  # prefilled, waiting for a decode slot
+        self._running: list[Stream] = []
+        self._wake = asyncio.Event()
+        self._origin = 0.0
+        self.model_time = 0.0
+        self.iterations = 0
+
+    def now(self) -> float:
+        """Model seconds since the engine started."""
+        return (asyncio.get_running_loop().time() - self._origin) * self.scale
+
+    @property
+    def load(self) -> tuple[int, int, int]:
+        """(prefills waiting or running, decodes waiting, decodes running)."""
+        return len(self._prefills), len(self._waiting), len(self._running)
+
+    def submit(self, stream: Stream) -> None:
+        if stream.prompt_left > 0:
+            if not self.mixed:
+                raise ValueError("a decode-only (solo) engine cannot prefill")
+            self._prefills.append(stream)
+        else:
+            self._waiting.append(stream)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """The iteration loop; cancel the task to stop it."""
+        loop = asyncio.get_running_loop()
+        self._origin = loop.time()
+        while True:
+            self._drop_aborted()
+            if not (self._prefills or self._waiting or self._running):
+                self._wake.clear()
+                await self._wake.wait()
+                self.model_time = max(self.model_time, self.now())
+                continue
+            while self._waiting and len(self._running) < self.decode_slots:
+                joined = self._waiting.popleft()
+                if joined.start_time < 0:
+                    joined.start_time = self.model_time
+                self._running.append(joined)
+            head = self._prefills[0] if self.mixed and self._prefills else None
+            if head is not None and head.start_time < 0:
+                head.start_time = self.model_time
+            k = min(self.timing.chunk, head.prompt_left) if head is not None else 0
+            end = self.model_time + self.timing.iteration(k, len(self._running))
+            delay = self._origin + end / self.scale - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.model_time = end
+            self.iterations += 1
+            self._finish_iteration(head, k, end)
+
+    def _finish_iteration(self, head: Stream | None, k: int, end: float) -> None:
+        still: list[Stream] = []
+        for s in self._running:
+            s.produced += 1
+            s.tokens_left -= 1
+            if s.tokens_left <= 0:
+                self._complete(s, end)
+            else:
+                still.append(s)
+                if s.produced == 1 or s.produced - s.delivered >= self.interval:
+                    s.ready.set()
+        self._running = still
+        if head is not None:
+            head.prompt_left -= k
+            if head.prompt_left <= 0:
+                self._prefills.popleft()
+                if head.prefill_only:
+                    head.produced = 1
+                    self._complete(head, end)
+                else:
+                    self._waiting.append(head)
+
+    @staticmethod
+    def _complete(s: Stream, end: float) -> None:
+        s.done = True
+        s.finish_time = end
+        s.ready.set()
+
+    def _drop_aborted(self) -> None:
+        if any(s.aborted for s in self._running):
+            self._running = [s for s in self._running if not s.aborted]
+        for q in (self._prefills, self._waiting):
+            if any(s.aborted for s in q):
+                kept = [s for s in q if not s.aborted]
+                q.clear()
+                q.extend(kept)

@@ -1,0 +1,160 @@
+"""The emulated engine: an OpenAI-compatible server whose iterations follow the calibrated τ.
+
+`/v1/completions` and `/v1/chat/completions` (streaming SSE or one JSON answer), `/health`,
+`/v1/models`. A mixed engine prefills and decodes; a solo engine only decodes requests that
+carry `kv_transfer_params` from a prefill (the two-step protocol in `protocol.py`), and
+refuses the rest with a 400, as a decode-only instance cannot serve them. Client input never
+crashes it: a malformed body is a 400 with a JSON error. Every timestamp it reports is in
+model time (`EngineCore`), so a run at `--time-scale 10` reads like one at full speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from typing import Any
+
+from aiohttp import web
+
+from fluidgate.harness.core import EngineCore, Stream
+from fluidgate.harness.protocol import (
+    MODEL_NAME,
+    SSE_DONE,
+    Api,
+    BadRequest,
+    Request,
+    Step,
+    chunk_payload,
+    error_body,
+    parse_request,
+    sse,
+)
+
+CORE_KEY = web.AppKey("core", EngineCore)
+TASK_KEY = web.AppKey("task", asyncio.Task[None])
+
+
+def _json_error(message: str, status: int = 400, kind: str = "invalid_request_error"
+                ) -> web.Response:
+    return web.Response(status=status, text=error_body(message, kind, status),
+                        content_type="application/json")
+
+
+class EngineServer:
+    """The HTTP face of one `EngineCore`; `app()` builds the aiohttp application."""
+
+    def __init__(self, core: EngineCore, engine_id: str) -> None:
+        self.core = core
+        self.engine_id = engine_id
+        self._ids = itertools.count()
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=1 << 20)
+        app[CORE_KEY] = self.core
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/v1/models", self._models)
+        app.on_startup.append(self._start)
+        app.on_cleanup.append(self._stop)
+        return app
+
+    async def _start(self, app: web.Application) -> None:
+        app[TASK_KEY] = asyncio.create_task(self.core.run())
+
+    async def _stop(self, app: web.Application) -> None:
+        task = app[TASK_KEY]
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        p, w, r = self.core.load
+        return web.json_response({"status": "ok", "role": "mixed" if self.core.mixed else "solo",
+                                  "model_time": self.core.now(), "prefills": p,
+                                  "decodes_waiting": w, "decodes_running": r,
+                                  "iterations": self.core.iterations})
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [
+            {"id": MODEL_NAME, "object": "model", "owned_by": "fluidgate"}]})
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, Api.COMPLETIONS)
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, Api.CHAT)
+
+    async def _serve(self, request: web.Request, api: Api) -> web.StreamResponse:
+        try:
+            req = parse_request(await request.read(), api)
+        except BadRequest as exc:
+            return _json_error(str(exc))
+        except web.HTTPRequestEntityTooLarge:
+            return _json_error("request body too large", 413)
+        if req.step is not Step.DECODE and not self.core.mixed:
+            return _json_error("this engine is decode-only (role solo): send the prefill to a "
+                               "mixed engine and the decode here with its kv_transfer_params")
+        stream = Stream(
+            prompt_left=0 if req.step is Step.DECODE else req.prompt_tokens,
+            tokens_left=0 if req.step is Step.PREFILL else req.max_tokens,
+            prefill_only=req.step is Step.PREFILL)
+        rid = f"cmpl-{self.engine_id}-{next(self._ids)}"
+        self.core.submit(stream)
+        try:
+            if req.stream:
+                return await self._stream(request, req, stream, rid)
+            return await self._whole(req, stream, rid)
+        finally:
+            if not stream.done:
+                stream.aborted = True  # the client went away: free its slot
+
+    def _kv_params(self, req: Request, rid: str) -> dict[str, Any] | None:
+        if req.step is not Step.PREFILL:
+            return None
+        return {"do_remote_prefill": True, "do_remote_decode": False,
+                "remote_engine_id": self.engine_id, "remote_request_id": rid,
+                "remote_block_ids": [], "prompt_tokens": req.prompt_tokens}
+
+    def _usage(self, req: Request, tokens: int) -> dict[str, int]:
+        return {"prompt_tokens": req.prompt_tokens, "completion_tokens": tokens,
+                "total_tokens": req.prompt_tokens + tokens}
+
+    async def _whole(self, req: Request, stream: Stream, rid: str) -> web.Response:
+        while not stream.done:
+            await stream.ready.wait()
+            stream.ready.clear()
+        extra: dict[str, Any] = {"usage": self._usage(req, stream.produced)}
+        kv = self._kv_params(req, rid)
+        if kv is not None:
+            extra["kv_transfer_params"] = kv
+        extra["fluidgate"] = {"tokens": stream.produced, "start_time": stream.start_time,
+                              "finish_time": stream.finish_time}
+        payload = chunk_payload(req.api, rid, stream.produced, "length", extra)
+        if req.api is Api.CHAT:
+            payload["object"] = "chat.completion"
+            payload["choices"][0]["message"] = {"role": "assistant",
+                                                "content": payload["choices"][0].pop("delta")
+                                                ["content"]}
+        return web.Response(text=json.dumps(payload), content_type="application/json")
+
+    async def _stream(self, request: web.Request, req: Request, stream: Stream, rid: str
+                      ) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        while True:
+            await stream.ready.wait()
+            n = stream.take()
+            if stream.done:
+                extra: dict[str, Any] = {"usage": self._usage(req, stream.produced)}
+                kv = self._kv_params(req, rid)
+                if kv is not None:
+                    extra["kv_transfer_params"] = kv
+                await resp.write(sse(chunk_payload(req.api, rid, n, "length", extra)))
+                await resp.write(SSE_DONE)
+                break
+            if n:
+                await resp.write(sse(chunk_payload(req.api, rid, n, None)))
+        await resp.write_eof()
+        return resp

@@ -1,0 +1,152 @@
+"""The emulated engine: its model clock against hand-computed iteration sums, continuous
+batching limits, the two-step protocol, and malformed bodies.
+
+Every engine here is started by the test on 127.0.0.1 (a free port) and stopped by it; each
+test sends a bounded number of requests under a time limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import pytest
+
+from fluidgate.harness.core import EngineCore
+from fluidgate.harness.engine import EngineServer
+from fluidgate.harness.serve import start_site
+from fluidgate.harness.timing import EngineTiming
+from fluidgate.model import CurveForm, IterationCurve
+
+# The reference instance's inline times (examples/two_class.sli): τ_mix(C) = 17.4 ms +
+# 0.062 ms/token · C, τ_solo = 22 ms, B = 16, C = 256.
+TAU_MIX_256 = 0.0174 + 0.000062 * 256  # 0.033272 s
+TAU_SOLO = 0.022
+TIMING = EngineTiming(16, 256, IterationCurve(CurveForm.CONSTANT, TAU_SOLO),
+                      IterationCurve(CurveForm.AFFINE_IN_C, 0.0174, c_chunk=0.000062))
+LIMIT_S = 20.0
+
+
+@asynccontextmanager
+async def engine(mixed: bool, scale: float = 1.0, interval: int = 1
+                 ) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
+    core = EngineCore(TIMING, mixed, scale, interval)
+    runner, port = await start_site(EngineServer(core, "t").app(), 0)
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield f"http://127.0.0.1:{port}", session
+    finally:
+        await runner.cleanup()
+
+
+def run(body: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(body(), LIMIT_S))
+
+
+async def post(session: aiohttp.ClientSession, url: str, payload: Any,
+               path: str = "/v1/completions") -> tuple[int, Any]:
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    async with session.post(url + path, data=data) as r:
+        return r.status, await r.json(content_type=None)
+
+
+def test_full_request_takes_its_iterations_in_model_time() -> None:
+    # 512 prompt tokens: two mixed iterations with a 256-token chunk; then 10 decode-only
+    # iterations with one stream. Model time is scheduled absolutely, so the span is exact
+    # whatever the machine's timer jitter.
+    async def body() -> None:
+        async with engine(mixed=True, scale=5.0) as (url, s):
+            status, out = await post(s, url, {"prompt_tokens": 512, "max_tokens": 10})
+            assert status == 200
+            span = out["fluidgate"]["finish_time"] - out["fluidgate"]["start_time"]
+            assert span == pytest.approx(2 * TAU_MIX_256 + 10 * TAU_SOLO, abs=1e-9)
+            assert out["usage"] == {"prompt_tokens": 512, "completion_tokens": 10,
+                                    "total_tokens": 522}
+    run(body)
+
+
+def test_solo_engine_batches_at_most_B_streams() -> None:
+    # 20 decodes of 5 tokens on a B = 16 solo engine: 16 run together and finish after 5
+    # iterations; the other 4 start when they leave and finish 5 iterations later.
+    async def body() -> None:
+        async with engine(mixed=False, scale=2.0) as (url, s):
+            kv = {"do_remote_prefill": True}
+            outs = await asyncio.gather(*(post(s, url, {"prompt": [1, 2, 3], "max_tokens": 5,
+                                                        "kv_transfer_params": kv})
+                                          for _ in range(20)))
+            assert all(status == 200 for status, _ in outs)
+            spans = sorted(o["fluidgate"]["finish_time"] - o["fluidgate"]["start_time"]
+                           for _, o in outs)
+            assert spans == pytest.approx([5 * TAU_SOLO] * 20, abs=1e-9)
+            first = min(o["fluidgate"]["start_time"] for _, o in outs)
+            starts = sorted(round(o["fluidgate"]["start_time"] - first, 9) for _, o in outs)
+            # all 20 arrive within a few ms; at most 16 start in the first iteration
+            late = [t for t in starts if t >= 5 * TAU_SOLO - 1e-9]
+            assert len(late) >= 4
+    run(body)
+
+
+def test_two_step_protocol() -> None:
+    async def body() -> None:
+        async with engine(mixed=True, scale=10.0) as (mixed, s), \
+                engine(mixed=False, scale=10.0) as (solo, s2):
+            status, out = await post(s2, solo, {"prompt_tokens": 100, "max_tokens": 3})
+            assert status == 400 and "decode-only" in out["error"]["message"]
+            status, pre = await post(s, mixed, {
+                "prompt_tokens": 300, "max_tokens": 1,
+                "kv_transfer_params": {"do_remote_decode": True}})
+            assert status == 200
+            kv = pre["kv_transfer_params"]
+            assert kv["do_remote_prefill"] is True and kv["prompt_tokens"] == 300
+            # 300 tokens: a 256-token chunk then a 44-token one
+            span = pre["fluidgate"]["finish_time"] - pre["fluidgate"]["start_time"]
+            assert span == pytest.approx(TAU_MIX_256 + max(TAU_SOLO, 0.0174 + 0.000062 * 44))
+            status, dec = await post(s2, solo, {"prompt_tokens": 300, "max_tokens": 7,
+                                                "kv_transfer_params": kv})
+            assert status == 200 and dec["usage"]["completion_tokens"] == 7
+            span = dec["fluidgate"]["finish_time"] - dec["fluidgate"]["start_time"]
+            assert span == pytest.approx(7 * TAU_SOLO)
+    run(body)
+
+
+def test_streaming_chunks_add_up() -> None:
+    async def body() -> None:
+        async with engine(mixed=True, scale=4.0, interval=4) as (url, s):
+            payload = {"messages": [{"role": "user", "content": "a b c"}], "max_tokens": 10,
+                       "stream": True}
+            async with s.post(url + "/v1/chat/completions", json=payload) as r:
+                assert r.status == 200
+                assert r.headers["Content-Type"].startswith("text/event-stream")
+                lines = [ln.decode().strip() async for ln in r.content]
+            events = [ln[6:] for ln in lines if ln.startswith("data: ")]
+            assert events[-1] == "[DONE]"
+            chunks = [json.loads(e) for e in events[:-1]]
+            assert sum(c["fluidgate"]["tokens"] for c in chunks) == 10
+            assert chunks[0]["fluidgate"]["tokens"] == 1  # the first token is not held back
+            assert all(c["fluidgate"]["tokens"] <= 4 for c in chunks)
+            assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+            assert chunks[-1]["usage"]["prompt_tokens"] == 3
+    run(body)
+
+
+@pytest.mark.parametrize("raw", [
+    b"{not json", b"[1, 2]", b'{"prompt": "hi", "max_tokens": "many"}',
+    b'{"prompt": "hi", "max_tokens": -3}', b'{"prompt": "hi", "max_tokens": 1e9}',
+    b'{"prompt": []}', b'{"prompt": [1, "a"]}', b'{"prompt_tokens": 0}',
+    b'{"prompt": "x", "stream": "yes"}', b'{"prompt": "x", "kv_transfer_params": [1]}',
+    b'{"prompt": "x", "kv_transfer_params": {}}', b"[" * 100_000, b"\xff\xfe",
+])
+def test_malformed_bodies_get_400_json_and_the_engine_stays_up(raw: bytes) -> None:
+    async def body() -> None:
+        async with engine(mixed=True, scale=10.0) as (url, s):
+            status, out = await post(s, url, raw)
+            assert status == 400 and out["error"]["code"] == 400
+            status, out = await post(s, url, {"prompt": "one two", "max_tokens": 2})
+            assert status == 200 and out["usage"]["completion_tokens"] == 2
+            async with s.get(url + "/health") as r:
+                assert r.status == 200
+    run(body)
