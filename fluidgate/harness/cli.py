@@ -8,14 +8,16 @@ their libraries are imported inside the commands.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from fluidgate.controllers.spec import ControllerSpec
     from fluidgate.harness.timing import EngineTiming
 
 EXIT_INPUT = 2
@@ -112,8 +114,170 @@ def engine(
         fail(f"error: {exc}")
 
 
+def _spec(path: Path) -> ControllerSpec:
+    from fluidgate.controllers.spec import SpecError, load_spec
+
+    try:
+        return load_spec(path)
+    except SpecError as exc:
+        fail(f"error: {exc}")
+
+
+def _urls(values: list[str], option: str) -> list[str]:
+    out = [u.strip() for v in values for u in v.split(",") if u.strip()]
+    for u in out:
+        if not u.startswith(("http://", "https://")):
+            fail(f"error: {option} {u!r} is not an http:// or https:// URL")
+    return out
+
+
+def gateway(
+    spec_file: Annotated[Path, typer.Argument(metavar="SPEC", show_default=False,
+                                              help="A controller spec (fluidgate.controller/v1)"
+                                              " for this cluster size.")],
+    mixed: Annotated[list[str], typer.Option(help="A mixed (prefill + decode) engine's base "
+                                             "URL; repeat it, or separate URLs by commas.",
+                                             show_default=False)],
+    solo: Annotated[list[str] | None, typer.Option(help="A decode-only engine's base URL; "
+                                                   "repeat it, or separate by commas.",
+                                                   show_default=False)] = None,
+    port: Annotated[int, typer.Option(help="Loopback port; 0 picks a free one.")] = 0,
+    time_scale: Annotated[float, typer.Option(help="Model seconds per wall second (patience "
+                                              "and latencies are model seconds).")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of the router's and patience draws.")] = 0,
+) -> None:
+    """Run the gateway: per-class queues, the spec's gate and router, /metrics.
+
+    Classifies requests by the X-Fluidgate-Class header, admits prefills with the runtime
+    gate, places decodes with the router via vLLM's two-step protocol, abandons requests
+    whose patience runs out (429), fails over dead engines (502, counted as failed).
+    Prometheus metrics on /metrics. Exit 2 on a bad option or file, or a port taken.
+    """
+    need_libraries()
+    positive("--time-scale", time_scale)
+    spec = _spec(spec_file)
+    mixed_urls, solo_urls = _urls(mixed, "--mixed"), _urls(solo or [], "--solo")
+    if not mixed_urls:
+        fail("error: give at least one --mixed engine (prefills run there)")
+    from fluidgate.harness.gateway import Gateway
+    from fluidgate.harness.serve import PortError, serve_forever
+
+    try:
+        serve_forever(Gateway(spec, mixed_urls, solo_urls, time_scale, seed).app(), port)
+    except PortError as exc:
+        fail(f"error: {exc}")
+
+
+def load(
+    spec_file: Annotated[Path, typer.Argument(metavar="SPEC", show_default=False,
+                                              help="A controller spec: the classes, their "
+                                              "rates per GPU and the cluster size.")],
+    target: Annotated[str, typer.Option(help="The gateway's base URL.", show_default=False)],
+    duration: Annotated[float, typer.Option(help="Model seconds of arrivals.",
+                                            show_default=False)],
+    out: Annotated[Path, typer.Option(help="Write one JSON line per request here.",
+                                      show_default=False)],
+    time_scale: Annotated[float, typer.Option(help="Model seconds per wall second.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of the arrival and patience draws.")] = 0,
+) -> None:
+    """Send open-loop Poisson arrivals per class at the spec's rates, and record each.
+
+    Each request streams and carries its class and a patience drawn from its class's mean.
+    The JSONL has class, send time, TTFT, token chunk times, tokens and outcome (served,
+    abandoned, rejected, failed) per request, all in model seconds.
+    """
+    need_libraries()
+    positive("--duration", duration)
+    positive("--time-scale", time_scale)
+    if not target.startswith(("http://", "https://")):
+        fail(f"error: --target {target!r} is not an http:// or https:// URL")
+    spec = _spec(spec_file)
+    import asyncio
+
+    from fluidgate.atomic import OutputError, write_output
+    from fluidgate.harness.load import LoadRun, jsonl, poisson_arrivals
+    from fluidgate.harness.report import measured_block, request_counts
+
+    try:
+        arrivals = poisson_arrivals(spec, duration, seed)
+    except ValueError as exc:
+        fail(f"error: {exc}")
+    records = asyncio.run(LoadRun(spec, target, arrivals, time_scale).run(_progress()))
+    try:
+        write_output(out, jsonl(records), inputs=[spec_file])
+    except OutputError as exc:
+        fail(f"error: {exc}")
+    block = measured_block(spec, records, duration)
+    counts = request_counts(records)
+    typer.echo(" ".join(f"{k}={v}" for k, v in counts.items())
+               + f" revenue_per_gpu={block['revenue_per_gpu']:.4g}")
+
+
+def _progress() -> Callable[[Any], None]:
+    console = Console(stderr=True, highlight=False)
+
+    def show(run: Any) -> None:
+        done = sum(r.outcome == "served" for r in run.records)
+        console.print(f"\rsent {len(run.records)}/{len(run.arrivals)}  served {done}",
+                      end="", markup=False)
+        if len(run.records) == len(run.arrivals):
+            console.print("", markup=False)
+    return show
+
+
+class EngineKind(StrEnum):
+    EMULATED = "emulated"
+    VLLM = "vllm"
+    SGLANG = "sglang"
+
+
+def harness(
+    policy_file: Annotated[Path, typer.Argument(metavar="POLICY", show_default=False,
+                                                help="The policy (.sli) to solve and run.")],
+    gpus: Annotated[int, typer.Option(help="N: engines to start (mixed and solo, as the "
+                                      "plan splits them).", show_default=False)],
+    duration: Annotated[float, typer.Option(help="Model seconds of arrivals.",
+                                            show_default=False)],
+    out: Annotated[Path, typer.Option(help="Directory for report.json, requests.jsonl, the "
+                                      "plot and logs (created; its parent must exist).",
+                                      show_default=False)],
+    engine_kind: Annotated[EngineKind, typer.Option(
+        "--engine", help="emulated: engines that follow the calibrated τ (vllm, sglang: not "
+        "built yet).")] = EngineKind.EMULATED,
+    time_scale: Annotated[float, typer.Option(help="Model seconds per wall second.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of the load, the gateway and the "
+                                      "simulator.")] = 0,
+    stream_interval: Annotated[int, typer.Option(help="Tokens per streamed chunk.")] = 50,
+    simulate: Annotated[bool, typer.Option(help="Run the iteration simulator at the same "
+                                           "N, seed and duration for the report.")] = True,
+) -> None:
+    """Solve a policy, start N emulated engines and the gateway, run the load, report.
+
+    Writes DIR/report.json with measured, predicted (the LP at N) and simulated (the
+    iteration simulator at N) blocks of the same shape and the request accounting, plus
+    DIR/requests.jsonl and DIR/measured_vs_predicted.png. Every child process is stopped at
+    the end, also on Ctrl-C. Exit 2 on bad input, 3 infeasible, 4 solver failure.
+    """
+    from fluidgate.harness.main import run_command
+
+    if engine_kind is not EngineKind.EMULATED:
+        fail(f"error: --engine {engine_kind.value} is not built yet; use --engine emulated "
+             "(see docs/harness.md)")
+    need_libraries()
+    positive("--duration", duration)
+    positive("--time-scale", time_scale)
+    if gpus < 1:
+        fail(f"error: --gpus must be at least 1, not {gpus}")
+    if stream_interval < 1:
+        fail(f"error: --stream-interval must be at least 1, not {stream_interval}")
+    run_command(policy_file, gpus, duration, out, time_scale, seed, stream_interval, simulate)
+
+
 def mount(app: typer.Typer) -> None:
     """Add the harness commands to the main application (idempotent)."""
     if any(c.name == "engine" for c in app.registered_commands):
         return
     app.command(name="engine")(engine)
+    app.command(name="gateway")(gateway)
+    app.command(name="load")(load)
+    app.command(name="harness")(harness)

@@ -1,0 +1,330 @@
+"""The gateway: the runtime gate and router in front of OpenAI-compatible engines.
+
+Each request is classified by its `X-Fluidgate-Class` header (optional when the spec has one
+class), queued per class in the runtime `Controller`, and admitted when a mixed engine's
+prefill slot frees and the gate picks its class. Its prefill runs on that engine as the
+first step of vLLM's disaggregated protocol; the router then places its decode on a solo or
+mixed engine (or buffers it until a slot frees) and the second step streams the answer back.
+
+Outcomes, each a status the client can tell apart: 200 served; 429 `abandoned` when the
+request's patience (`X-Fluidgate-Patience`, model seconds, else a draw from the class's
+mean) runs out while it waits for prefill or for a decode slot; 400 for a malformed body or
+an unknown class and 503 when no mixed engine is up (both `rejected`); 502 `engine_failed`
+when its engine fails under it (a stream already started just ends without `[DONE]`).
+A failed request is told to the controller as having left, so its counts stay true. A
+health check every `health_interval` wall seconds marks engines down and up again.
+Every time it reports is in model seconds (wall seconds × `time_scale`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import numpy as np
+from aiohttp import web
+
+from fluidgate.controllers.runtime import Controller, Placement, Pool
+from fluidgate.controllers.spec import ControllerSpec
+from fluidgate.harness.backends import Backend, Backends
+from fluidgate.harness.gateway_metrics import GatewayMetrics, Outcome
+from fluidgate.harness.protocol import Api, BadRequest, Request, error_body, parse_request
+
+CLASS_HEADER = "X-Fluidgate-Class"
+PATIENCE_HEADER = "X-Fluidgate-Patience"
+
+
+class _Failed(Exception):
+    """The engine serving a request failed under it."""
+
+
+def _error(status: int, message: str, kind: str) -> web.Response:
+    return web.Response(status=status, text=error_body(message, kind, status),
+                        content_type="application/json")
+
+
+class Gateway:
+    def __init__(self, spec: ControllerSpec, mixed: list[str], solo: list[str],
+                 time_scale: float = 1.0, seed: int = 0, health_interval: float = 0.5) -> None:
+        self.spec = spec
+        self.scale = time_scale
+        self.health_interval = health_interval
+        self._rng = np.random.default_rng(seed)
+        self.ctl = Controller.from_spec(spec, rng=np.random.default_rng(seed + 1))
+        self.backends = Backends(mixed, solo, spec.cluster.max_batch, self._rng)
+        self.metrics = GatewayMetrics(spec)
+        self._prefill_wait: dict[int, asyncio.Future[Backend]] = {}
+        self._decode_wait: dict[int, asyncio.Future[Backend]] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._health: asyncio.Task[None] | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=1 << 20)
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/health", self._alive)
+        app.router.add_get("/metrics", self._metrics)
+        app.on_startup.append(self._start)
+        app.on_cleanup.append(self._stop)
+        return app
+
+    async def _start(self, app: web.Application) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+        self._health = asyncio.create_task(self._check_health())
+
+    async def _stop(self, app: web.Application) -> None:
+        if self._health is not None:
+            self._health.cancel()
+            await asyncio.gather(self._health, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    # -- health ------------------------------------------------------------------------
+
+    async def _check_health(self) -> None:
+        while True:
+            await asyncio.gather(*(self._probe(b) for b in self.backends.all))
+            self._dispatch_prefills()
+            for pool in Pool:
+                self._dispatch_decodes(pool)
+            await asyncio.sleep(self.health_interval)
+
+    async def _probe(self, b: Backend) -> None:
+        assert self._session is not None
+        try:
+            async with self._session.get(b.url + "/health",
+                                         timeout=aiohttp.ClientTimeout(total=2)) as r:
+                ok = r.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            ok = False
+        if b.up and not ok:
+            self._mark_down(b)
+        elif ok and not b.up:
+            b.up, b.prefilling, b.decoding = True, False, 0
+
+    def _mark_down(self, b: Backend) -> None:
+        b.up = False
+        self.metrics.engines_down.inc()
+
+    async def _alive(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "engines_up": sum(
+            b.up for b in self.backends.all), "engines": len(self.backends.all)})
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body, content_type = self.metrics.render(self.ctl.stats(), self.backends)
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    # -- scheduling --------------------------------------------------------------------
+
+    def _dispatch_prefills(self) -> None:
+        while (engine := self.backends.prefill_engine()) is not None:
+            adm = self.ctl.next_prefill()
+            if adm is None:
+                return
+            engine.prefilling = True
+            self._prefill_wait.pop(adm.ticket).set_result(engine)
+
+    def _dispatch_decodes(self, pool: Pool) -> None:
+        while (engine := self.backends.decode_engine(pool)) is not None:
+            adm = self.ctl.next_decode(pool)
+            if adm is None:
+                return
+            engine.decoding += 1
+            self._decode_wait.pop(adm.ticket).set_result(engine)
+
+    @staticmethod
+    def _register(waiters: dict[int, asyncio.Future[Backend]], ticket: int
+                  ) -> asyncio.Future[Backend]:
+        fut: asyncio.Future[Backend] = asyncio.get_running_loop().create_future()
+        waiters[ticket] = fut
+        return fut
+
+    @staticmethod
+    async def _wait(fut: asyncio.Future[Backend], waiters: dict[int, asyncio.Future[Backend]],
+                    ticket: int, deadline: float) -> Backend | None:
+        """The engine the dispatcher hands this ticket, or None when patience runs out."""
+        timeout = deadline - asyncio.get_running_loop().time()
+        if timeout > 0 and not fut.done():
+            await asyncio.wait({fut}, timeout=timeout)
+        if fut.done():
+            return fut.result()
+        waiters.pop(ticket, None)
+        fut.cancel()
+        return None
+
+    # -- requests ----------------------------------------------------------------------
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, Api.COMPLETIONS, "/v1/completions")
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, Api.CHAT, "/v1/chat/completions")
+
+    def _classify(self, request: web.Request) -> int:
+        name = request.headers.get(CLASS_HEADER)
+        if name is None:
+            if len(self.spec.classes) == 1:
+                return 0
+            raise BadRequest(f"missing {CLASS_HEADER} header; classes: "
+                             + ", ".join(c.name for c in self.spec.classes))
+        try:
+            return self.spec.class_index(name)
+        except KeyError:
+            raise BadRequest(f"unknown class in {CLASS_HEADER}; classes: "
+                             + ", ".join(c.name for c in self.spec.classes)) from None
+
+    def _patience(self, request: web.Request, cls: int) -> float:
+        """Model seconds this request waits in queues before it leaves."""
+        given = request.headers.get(PATIENCE_HEADER)
+        if given is not None:
+            try:
+                value = float(given)
+            except ValueError:
+                raise BadRequest(f"{PATIENCE_HEADER} must be a number of seconds") from None
+            if not value > 0:
+                raise BadRequest(f"{PATIENCE_HEADER} must be positive")
+            return value
+        mean = self.spec.classes[cls].patience
+        return float("inf") if mean is None else float(self._rng.exponential(mean))
+
+    async def _serve(self, request: web.Request, api: Api, path: str) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
+        try:
+            cls = self._classify(request)
+            req = parse_request(await request.read(), api)
+            patience = self._patience(request, cls)
+        except BadRequest as exc:
+            self.metrics.outcome(None, Outcome.REJECTED)
+            return _error(400, str(exc), "invalid_request_error")
+        if not self.backends.any_prefill_up():
+            self.metrics.outcome(cls, Outcome.REJECTED)
+            return _error(503, "no mixed engine is up", "unavailable")
+        deadline = arrived + patience / self.scale
+        ticket = self.ctl.on_arrival(cls)
+        live = True  # the controller still holds the ticket
+        try:
+            fut = self._register(self._prefill_wait, ticket)
+            self._dispatch_prefills()
+            engine = await self._wait(fut, self._prefill_wait, ticket, deadline)
+            if engine is None:
+                return self._abandon(ticket, cls, "prefill")
+            kv = await self._prefill(engine, path, req)
+            if kv is None:
+                live = False
+                self.ctl.on_abandon(ticket)
+                self.metrics.outcome(cls, Outcome.FAILED)
+                return _error(502, "the prefill engine failed", "engine_failed")
+            where = self.ctl.place_decode(ticket, self.backends.free_decode(Pool.SOLO),
+                                          self.backends.free_decode(Pool.MIXED))
+            if where.waits:
+                fut = self._register(self._decode_wait, ticket)
+                engine_d = await self._wait(fut, self._decode_wait, ticket, deadline)
+                if engine_d is None:
+                    return self._abandon(ticket, cls, "a decode slot")
+            else:
+                engine_d = self.backends.decode_engine(Pool(where.value))
+                assert engine_d is not None and where is not Placement.LOCAL
+                engine_d.decoding += 1
+            live = False
+            return await self._decode(request, engine_d, path, req, kv, ticket, cls, arrived)
+        finally:
+            if live:  # the client went away while it waited: it left
+                self._prefill_wait.pop(ticket, None)
+                self._decode_wait.pop(ticket, None)
+                self.ctl.on_abandon(ticket)
+                self.metrics.outcome(cls, Outcome.ABANDONED)
+
+    def _abandon(self, ticket: int, cls: int, what: str) -> web.Response:
+        # `live` stays true: the caller's finally tells the controller and counts it
+        return _error(429, f"patience ran out waiting for {what}", "abandoned")
+
+    async def _prefill(self, engine: Backend, path: str, req: Request) -> dict[str, Any] | None:
+        """The first step on `engine`; its kv_transfer_params, or None if it failed."""
+        assert self._session is not None
+        body = dict(req.body, max_tokens=1, stream=False,
+                    kv_transfer_params={"do_remote_decode": True})
+        try:
+            async with self._session.post(engine.url + path, json=body) as r:
+                answer = await r.json(content_type=None) if r.status == 200 else None
+        except (aiohttp.ClientError, ValueError, TimeoutError):
+            answer = None
+            self._mark_down(engine)
+        engine.prefilling = False
+        self._dispatch_prefills()
+        kv = answer.get("kv_transfer_params") if isinstance(answer, dict) else None
+        return kv if isinstance(kv, dict) else None
+
+    async def _decode(self, request: web.Request, engine: Backend, path: str, req: Request,
+                      kv: dict[str, Any], ticket: int, cls: int, arrived: float
+                      ) -> web.StreamResponse:
+        """The second step on `engine`, relayed to the client; the controller is told how
+        it ended (finished, failed, or left when the client went away)."""
+        assert self._session is not None
+        loop = asyncio.get_running_loop()
+        body = dict(req.body, kv_transfer_params=kv)
+        resp: web.StreamResponse | None = None
+        first = last = 0.0
+        outcome = Outcome.FAILED
+        try:
+            async with self._session.post(engine.url + path, json=body) as r:
+                if r.status != 200:
+                    raise _Failed
+                if not req.stream:
+                    data = await r.read()
+                    first = last = loop.time()
+                    resp = web.Response(body=data, content_type="application/json")
+                    outcome = Outcome.SERVED
+                else:
+                    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                                       "Cache-Control": "no-cache"})
+                    await resp.prepare(request)
+                    tail = b""
+                    async for data in r.content.iter_any():
+                        last = loop.time()
+                        first = first or last
+                        tail = (tail + data)[-32:]
+                        if not await self._relay(resp, data):
+                            outcome = Outcome.ABANDONED  # the client went away
+                            break
+                    else:
+                        if not tail.endswith(b"data: [DONE]\n\n"):
+                            raise _Failed
+                        outcome = Outcome.SERVED
+                        await self._relay(resp, b"")
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            self._mark_down(engine)
+        except _Failed:
+            pass
+        self._release(engine)
+        self.metrics.outcome(cls, outcome)
+        if outcome is Outcome.SERVED:
+            self.ctl.on_finish(ticket)
+            self.metrics.latency(cls, (first - arrived) * self.scale,
+                                 (last - first) * self.scale / max(req.max_tokens - 1, 1)
+                                 if req.stream else None)
+        else:
+            self.ctl.on_abandon(ticket)
+        if resp is None or (outcome is Outcome.FAILED and not resp.prepared):
+            return _error(502, "the decode engine failed", "engine_failed")
+        return resp
+
+    @staticmethod
+    async def _relay(resp: web.StreamResponse, data: bytes) -> bool:
+        """Write to the client (b"": end the stream); False if the client has gone."""
+        try:
+            if data:
+                await resp.write(data)
+            else:
+                await resp.write_eof()
+        except (ConnectionError, aiohttp.ClientConnectionError, RuntimeError):
+            return False
+        return True
+
+    def _release(self, engine: Backend) -> None:
+        engine.decoding = max(engine.decoding - 1, 0)
+        self._dispatch_decodes(engine.pool)
+

@@ -1,0 +1,145 @@
+"""The `fluidgate harness` command's body: solve, plan, run, compare, write.
+
+Kept apart from `cli.py` so the option parsing stays small and this, which imports the
+solver, the simulator and the services, is imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from fluidgate.harness.cli import fail
+
+EXIT_INFEASIBLE, EXIT_SOLVER = 3, 4
+SCHEMA = "fluidgate.harness/v1"
+
+
+def solve_to_spec(policy_file: Path) -> Any:
+    from fluidgate.controllers.build import build_spec
+    from fluidgate.controllers.spec import SpecError
+    from fluidgate.diagnostics import PolicyError
+    from fluidgate.pipeline import solve_policy
+    from fluidgate.sli_dsl.loader import load_policy
+    from fluidgate.solvers.base import SolverUnavailable
+
+    try:
+        sol = solve_policy(load_policy(policy_file).policy, "highs")
+    except PolicyError as exc:
+        fail(exc.render())
+    except SolverUnavailable as exc:
+        fail(f"error: {exc}", EXIT_SOLVER)
+    if not sol.optimal:
+        fail(f"error: {policy_file}: the policy has no optimal plan ({sol.status.value}); run "
+             "`fluidgate solve` on it for the reason", EXIT_INFEASIBLE)
+    try:
+        return build_spec(sol, policy_file)
+    except SpecError as exc:
+        fail(f"error: {exc}")
+
+
+def _out_dir(out: Path) -> Path:
+    if out.exists() and not out.is_dir():
+        fail(f"error: --out {out} exists and is not a directory")
+    if not out.parent.is_dir():
+        fail(f"error: --out {out}: its parent directory does not exist")
+    out.mkdir(exist_ok=True)
+    (out / "logs").mkdir(exist_ok=True)
+    return out
+
+
+def run_command(policy_file: Path, gpus: int, duration: float, out: Path, time_scale: float,
+                seed: int, stream_interval: int, simulate: bool) -> None:
+    from fluidgate.atomic import OutputError, write_output
+    from fluidgate.controllers.spec import write_spec
+    from fluidgate.harness.load import jsonl
+    from fluidgate.harness.plot import comparison
+    from fluidgate.harness.report import (
+        measured_block,
+        predicted_block,
+        relative_gap,
+        request_counts,
+        simulated_block,
+    )
+    from fluidgate.harness.run import HarnessError, HarnessOptions, run_harness
+    from fluidgate.simulator.config import SimulationInputError, spec_at, whole_tokens
+
+    spec = solve_to_spec(policy_file)
+    try:
+        spec_n = spec_at(spec, gpus)
+        whole_tokens(spec_n)
+    except SimulationInputError as exc:
+        fail(f"error: {exc}")
+    out = _out_dir(out)
+    spec_path = out / "spec.json"
+    try:
+        write_spec(spec_n, spec_path, inputs=[policy_file])
+    except OutputError as exc:
+        fail(f"error: {exc}")
+    c = spec_n.cluster
+    console = Console(stderr=True, highlight=False)
+    console.print(f"{c.mixed_gpus} mixed + {c.solo_gpus} solo emulated engines, "
+                  f"{duration:g} s at time scale {time_scale:g}", markup=False)
+    opts = HarnessOptions(spec_path, c.mixed_gpus, c.solo_gpus, duration, time_scale, seed,
+                          stream_interval, out / "logs")
+    t0 = time.perf_counter()
+    try:
+        records = asyncio.run(run_harness(spec_n, opts, _progress(console)))
+    except HarnessError as exc:
+        fail(f"error: {exc}")
+    wall = time.perf_counter() - t0
+    report: dict[str, Any] = {
+        "schema": SCHEMA, "policy": spec.policy.name, "engine": "emulated", "gpus": gpus,
+        "mixed_gpus": c.mixed_gpus, "solo_gpus": c.solo_gpus, "duration": duration,
+        "time_scale": time_scale, "seed": seed, "wall_s": wall,
+        "requests": request_counts(records),
+        "measured": measured_block(spec_n, records, duration),
+        "predicted": predicted_block(spec_n, spec.cluster.gpus), "simulated": None}
+    if simulate:
+        from fluidgate.simulator.names import Fidelity
+        from fluidgate.simulator.run import RunOptions
+        from fluidgate.simulator.run import simulate as run_sim
+
+        result = run_sim(spec, RunOptions(fidelity=Fidelity.ITERATION, gpus=gpus, seed=seed,
+                                          duration=duration, warmup=0.0))
+        report["simulated"] = simulated_block(result)
+    measured = report["measured"]["revenue_per_gpu"]
+    report["revenue_gap"] = {
+        b: relative_gap(measured, report[b]["revenue_per_gpu"])
+        for b in ("predicted", "simulated") if report[b] is not None}
+    try:
+        write_output(out / "requests.jsonl", jsonl(records), inputs=[policy_file])
+        write_output(out / "report.json", json.dumps(report, indent=2) + "\n",
+                     inputs=[policy_file])
+        comparison(report, out / "measured_vs_predicted.png")
+    except OutputError as exc:
+        fail(f"error: {exc}")
+    _summary(report)
+
+
+def _progress(console: Console) -> Any:
+    def show(run: Any) -> None:
+        served = sum(r.outcome == "served" for r in run.records)
+        console.print(f"sent {len(run.records)}/{len(run.arrivals)}, served {served}",
+                      markup=False)
+    return show
+
+
+def _summary(report: dict[str, Any]) -> None:
+    from fluidgate.textsafe import safe_text
+
+    req = report["requests"]
+    lines = [f"requests: sent {req['sent']}, served {req['served']}, abandoned "
+             f"{req['abandoned']}, rejected {req['rejected']}, failed {req['failed']}",
+             "revenue per GPU per s: "
+             + ", ".join(f"{b} {report[b]['revenue_per_gpu']:.4g}"
+                         for b in ("measured", "predicted", "simulated") if report[b])]
+    for b, gap in report["revenue_gap"].items():
+        if gap is not None:
+            lines.append(f"measured vs {b}: {gap:+.1%}")
+    print(safe_text("\n".join(lines), multiline=True))

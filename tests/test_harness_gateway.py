@@ -1,0 +1,150 @@
+"""The gateway and load generator in front of emulated engines, all in one event loop.
+
+Every service is started by the test on 127.0.0.1 (free ports) and stopped by it; loads are
+a few dozen requests under a wall-clock limit. Checks: every request is accounted for, a
+request that waits past its patience is abandoned with 429, killing an engine mid-run loses
+nothing from the accounting, bad input is a 400, and /metrics shows the plan's targets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from fluidgate.controllers.spec import ControllerSpec, load_spec
+from fluidgate.harness.core import EngineCore
+from fluidgate.harness.engine import EngineServer
+from fluidgate.harness.gateway import Gateway
+from fluidgate.harness.load import Arrival, LoadRun
+from fluidgate.harness.serve import start_site
+from fluidgate.harness.timing import timing_from_spec
+from fluidgate.simulator.config import spec_at
+
+SPECS = Path(__file__).parent / "fixtures"
+LIMIT_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory: pytest.TempPathFactory) -> ControllerSpec:
+    from typer.testing import CliRunner
+
+    from fluidgate.cli import app
+
+    out = tmp_path_factory.mktemp("spec") / "spec.json"
+    res = CliRunner().invoke(app, ["solve", "examples/two_class.sli", "--controller", str(out)])
+    assert res.exit_code == 0, res.output
+    return spec_at(load_spec(out), 2)
+
+
+@asynccontextmanager
+async def cluster(spec: ControllerSpec, scale: float, mixed: int = 1, solo: int = 1
+                  ) -> AsyncIterator[tuple[str, list[web.AppRunner], Gateway]]:
+    timing = timing_from_spec(spec)
+    async with AsyncExitStack() as stack:
+        urls: dict[bool, list[str]] = {True: [], False: []}
+        engines = []
+        for is_mixed in [True] * mixed + [False] * solo:
+            core = EngineCore(timing, is_mixed, scale, stream_interval=50)
+            runner, port = await start_site(EngineServer(core, str(len(engines))).app(), 0)
+            stack.push_async_callback(runner.cleanup)
+            engines.append(runner)
+            urls[is_mixed].append(f"http://127.0.0.1:{port}")
+        gw = Gateway(spec, urls[True], urls[False], time_scale=scale, seed=3,
+                     health_interval=0.1)
+        runner, port = await start_site(gw.app(), 0)
+        stack.push_async_callback(runner.cleanup)
+        yield f"http://127.0.0.1:{port}", engines, gw
+
+
+def run(body: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(body(), LIMIT_S))
+
+
+def outcomes(records: list) -> Counter[str]:  # type: ignore[type-arg]
+    return Counter(r.outcome for r in records)
+
+
+def test_every_request_served_when_the_cluster_is_idle(spec: ControllerSpec) -> None:
+    # 12 short requests spaced far apart on an idle cluster: all served, none waits.
+    arrivals = [Arrival(0.5 * i, i % 2, 300, 20, 1000.0) for i in range(12)]
+
+    async def body() -> None:
+        async with cluster(spec, scale=20.0) as (url, _, gw):
+            records = await LoadRun(spec, url, arrivals, time_scale=20.0).run()
+            assert outcomes(records) == {"served": 12}
+            assert all(r.tokens == 20 and r.ttft is not None and r.ttft > 0 for r in records)
+            stats = gw.ctl.stats()
+            assert sum(c.served for c in stats.classes) == 12
+            assert all(c.waiting == c.prefilling == c.buffered == 0 for c in stats.classes)
+    run(body)
+
+
+def test_patience_expiry_is_abandoned_with_429(spec: ControllerSpec) -> None:
+    # One mixed engine prefills one request at a time: a 3000-token prompt takes 12
+    # iterations of ~33 ms (~0.4 s model). Ten arrive at once with 0.05 s patience: the
+    # first is admitted at once, the rest cannot start before their patience runs out.
+    arrivals = [Arrival(0.0, 1, 3000, 5, 0.05) for _ in range(10)]
+
+    async def body() -> None:
+        async with cluster(spec, scale=5.0) as (url, _, gw):
+            records = await LoadRun(spec, url, arrivals, time_scale=5.0).run()
+            got = outcomes(records)
+            assert got["served"] >= 1 and got["abandoned"] >= 8
+            assert got["served"] + got["abandoned"] == 10
+            assert all(r.status == 429 for r in records if r.outcome == "abandoned")
+            stats = gw.ctl.stats()
+            assert sum(c.abandoned for c in stats.classes) == got["abandoned"]
+    run(body)
+
+
+def test_killing_an_engine_loses_no_request(spec: ControllerSpec) -> None:
+    arrivals = [Arrival(0.05 * i, i % 2, 300, 200, 1000.0) for i in range(40)]
+
+    async def body() -> None:
+        async with cluster(spec, scale=10.0, mixed=1, solo=2) as (url, engines, gw):
+            run_ = LoadRun(spec, url, arrivals, time_scale=10.0, drain_limit=20.0)
+            task = asyncio.create_task(run_.run())
+            await asyncio.sleep(0.3)
+            await engines[1].cleanup()  # a solo engine dies with decodes on it
+            records = await task
+            got = outcomes(records)
+            assert len(records) == 40 and sum(got.values()) == 40
+            assert got["failed"] >= 1 and got["served"] >= 1
+            assert not gw.backends.all[1].up
+    run(body)
+
+
+def test_bad_requests_and_metrics(spec: ControllerSpec) -> None:
+    async def body() -> None:
+        async with cluster(spec, scale=10.0) as (url, _, _gw), aiohttp.ClientSession() as s:
+            for headers, data in [({}, b'{"prompt_tokens": 5}'),
+                                  ({"X-Fluidgate-Class": "nope"}, b'{"prompt_tokens": 5}'),
+                                  ({"X-Fluidgate-Class": "decode_heavy"}, b"{oops"),
+                                  ({"X-Fluidgate-Class": "decode_heavy",
+                                    "X-Fluidgate-Patience": "-1"}, b'{"prompt_tokens": 5}')]:
+                async with s.post(url + "/v1/completions", data=data, headers=headers) as r:
+                    assert r.status == 400
+                    assert (await r.json(content_type=None))["error"]["code"] == 400
+            async with s.post(url + "/v1/completions", headers={
+                    "X-Fluidgate-Class": "decode_heavy"},
+                    json={"prompt_tokens": 5, "max_tokens": 3}) as r:
+                assert r.status == 200
+                out = json.loads(await r.text())
+                assert out["usage"]["completion_tokens"] == 3
+            async with s.get(url + "/metrics") as r:
+                text = await r.text()
+            target = spec.classes[0].targets.prefill
+            assert (f'fluidgate_gateway_plan_target{{class_name="decode_heavy",'
+                    f'state="prefilling"}} {target!r}') in text
+            assert 'outcome="rejected"} 4.0' in text
+            assert 'fluidgate_gateway_requests_total{class_name="decode_heavy",' \
+                   'outcome="served"} 1.0' in text
+    run(body)
