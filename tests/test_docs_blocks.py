@@ -162,6 +162,7 @@ def _app():  # type: ignore[no-untyped-def]
     if not any(g.name == "calibrate" for g in cli.app.registered_groups):
         cli._mount_calibration()
     cli.mount_simulator()
+    cli.mount_harness()
     return cli.app
 
 

@@ -277,7 +277,11 @@ def mount(app: typer.Typer) -> None:
     """Add the harness commands to the main application (idempotent)."""
     if any(c.name == "engine" for c in app.registered_commands):
         return
-    app.command(name="engine")(engine)
-    app.command(name="gateway")(gateway)
-    app.command(name="load")(load)
-    app.command(name="harness")(harness)
+    app.command(name="engine", short_help="Run an emulated engine timed by calibrated "
+                "curves.")(engine)
+    app.command(name="gateway", short_help="Run the gate and router in front of "
+                "OpenAI-compatible engines.")(gateway)
+    app.command(name="load", short_help="Send Poisson load at a policy's rates; record each "
+                "request.")(load)
+    app.command(name="harness", short_help="Run a policy on emulated engines; measured vs "
+                "predicted.")(harness)
