@@ -112,7 +112,12 @@ def test_killing_an_engine_loses_no_request(spec: ControllerSpec) -> None:
         async with cluster(spec, scale=10.0, mixed=1, solo=2) as (url, engines, gw):
             run_ = LoadRun(spec, url, arrivals, time_scale=10.0, drain_limit=20.0)
             task = asyncio.create_task(run_.run())
-            await asyncio.sleep(0.3)
+            victim = gw.backends.all[1]
+            for _ in range(400):  # wait (at most 20 s) until decodes run on the victim
+                if victim.decoding > 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert victim.decoding > 0
             await engines[1].cleanup()  # a solo engine dies with decodes on it
             records = await task
             got = outcomes(records)
