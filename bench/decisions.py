@@ -72,7 +72,7 @@ def _gate_loop(gate: Callable[..., int]) -> Callable[..., int]:
         k = waiting.shape[0]
         checksum = 0
         for it in range(n):
-            i = gate(waiting, running, tx, tq)
+            i = gate(waiting, running, tx, tq, 0, 0.0)  # no decode waits
             waiting[i] -= 1
             running[i] += 1
             j = (it * 7919) % k  # a prefill of class j (if any) finishes; class i arrives

@@ -106,6 +106,7 @@ class SimpyCtmc:
             self.buffer.remove(req)
             req.state = "gone"
             self.events += 1
+            self.admit()  # a shorter decode buffer can reopen the gate
 
     def prefill(self, g: Gpu, req: Req) -> Any:
         yield self.env.timeout(self.rng.expovariate(self.mu_p[req.cls]))
@@ -142,6 +143,7 @@ class SimpyCtmc:
             self.revenue += self.price[req.cls]
         if self.buffer:
             self.start_decode(g, self.buffer.popleft())
+            self.admit()
 
     # --- decisions ---------------------------------------------------------------------
 
@@ -170,7 +172,11 @@ class SimpyCtmc:
     def admit(self) -> None:
         waiting = np.array([len(q) for q in self.queues], np.int64)
         while self.free_prefill.items and waiting.sum() > 0:
-            c = rules.gate_deficit(waiting, self.running, self.tx, self.tq)
+            # the plan of the reference instance lets no decode wait (n·q_d* = 0)
+            c = rules.gate_deficit(waiting, self.running, self.tx, self.tq, len(self.buffer),
+                                   0.0)
+            if c == rules.NO_CLASS:  # the gate holds the slot idle
+                break
             req = self.queues[c].popleft()
             waiting[c] -= 1
             g = self.gpus[self.free_prefill.choice(self.rng)]

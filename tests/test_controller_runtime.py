@@ -33,6 +33,31 @@ def test_deficit_gate_sequence_by_hand() -> None:
     assert c.next_prefill() is None
 
 
+def test_deficit_gate_holds_a_throttled_class_while_a_decode_waits() -> None:
+    # class 0 is throttled by the plan (n·q_p* = 2 > 0), class 1 fully admitted (n·q_p* = 0);
+    # the plan lets no decode wait (n·q_d* = 0)
+    c = Controller.from_spec(make_spec([Cls(prefill=1.0, prefill_queue=2.0), Cls(prefill=3.0)]))
+    first = c.on_arrival(0)
+    assert c.next_prefill() == (first, 0)
+    assert c.place_decode(first, free_solo=0, free_mixed=0) is Placement.WAIT_SHARED
+    later = [c.on_arrival(0) for _ in range(4)]
+    late1 = c.on_arrival(1)
+    # both ξ = −1 and class 0 has the larger queue excess (4 − 2 > 1 − 0), so a
+    # work-conserving gate would take it; with a decode waiting it is not eligible
+    assert c.next_prefill() == (late1, 1)
+    # only the throttled class waits: the slot stays idle, four requests still queued
+    assert c.next_prefill() is None
+    assert c.stats().classes[0].waiting == 4
+    # a decode slot takes the buffered decode: nothing waits to decode, the gate reopens
+    assert c.next_decode(Pool.SOLO) == (first, 0)
+    assert c.next_prefill() == (later[0], 0)
+    # buffered again, then cancelled from the buffer: the gate reopens as well
+    assert c.place_decode(later[0], free_solo=0, free_mixed=0) is Placement.WAIT_SHARED
+    assert c.next_prefill() is None
+    assert c.on_abandon(later[0]) is Stage.BUFFERED
+    assert c.next_prefill() == (later[1], 0)
+
+
 def test_priority_gate_follows_the_rank_not_the_arrival_order() -> None:
     spec = make_spec([Cls(1.0, priority=2), Cls(1.0, priority=1)],
                      gate=GateRule.STATIC_PRIORITY)

@@ -64,9 +64,10 @@ ROUTER_STAY = 2
 
 
 def gate_deficit(
-    waiting: IntArray, running: IntArray, target_x: FloatArray, target_qp: FloatArray
+    waiting: IntArray, running: IntArray, target_x: FloatArray, target_qp: FloatArray,
+    buffered: int, target_buffered: float
 ) -> int:
-    """Occupancy-deficit gate (bundled pricing): the waiting class furthest below target.
+    """Occupancy-deficit gate (bundled pricing): the eligible class furthest below target.
 
     For each class with ``waiting[i] > 0`` the relative deficit is
     ``ξ_i = (running[i] − target_x[i]) / target_x[i]`` with ``target_x = n·x*`` (DESIGN.md
@@ -74,14 +75,24 @@ def gate_deficit(
     smallest ``ξ`` wins; ties go to the largest prefill-queue excess
     ``waiting[i] − target_qp[i]`` (``target_qp = n·q_p*``), then to the lowest index.
     A class with ``target_x[i] == 0`` has ``ξ = +∞``: the plan gives it no prefill
-    capacity, so it is admitted only when no class with a positive target waits (the
-    gate stays work-conserving; among such classes the same tie-breaks apply).
+    capacity, so it is admitted only when no class with a positive target waits.
+
+    Decode-aware throttling: a class the plan throttles (``target_qp[i] > 0``: the LP
+    lets part of it wait and abandon because the decode pool cannot take it) is not
+    eligible while more decodes wait for a slot than the plan's decode queue
+    (``buffered > target_buffered``, ``target_buffered = n·Σq_d*``, usually 0). The decode
+    pool is then already over its plan, and one more admission of the rationed class would
+    only add a decode that waits — at critical load, abandons after its prefill was paid
+    for. The slot then stays idle (``NO_CLASS`` although a class waits) until an event
+    changes the answer: an arrival, a prefill finishing, a decode leaving a buffer.
+    Fully admitted classes (``target_qp[i] == 0``) are never held back.
     """
     best = NO_CLASS
     best_xi = 0.0
     best_excess = 0.0
+    over = buffered > target_buffered
     for i in range(len(waiting)):
-        if waiting[i] <= 0:
+        if waiting[i] <= 0 or (over and target_qp[i] > 0.0):
             continue
         t = target_x[i]
         xi = (running[i] - t) / t if t > 0.0 else np.inf
@@ -174,9 +185,10 @@ def make_gate(deficit: Callable[..., int], priority: Callable[..., int],
     """
 
     def gate(rule: int, waiting: IntArray, running: IntArray, target_x: FloatArray,
-             target_qp: FloatArray, rank: OrderArray, head: OrderArray) -> int:
+             target_qp: FloatArray, rank: OrderArray, head: OrderArray, buffered: int,
+             target_buffered: float) -> int:
         if rule == GATE_DEFICIT:
-            return deficit(waiting, running, target_x, target_qp)
+            return deficit(waiting, running, target_x, target_qp, buffered, target_buffered)
         if rule == GATE_PRIORITY:
             return priority(waiting, rank)
         return fcfs(waiting, head)

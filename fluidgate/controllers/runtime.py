@@ -175,8 +175,9 @@ class Controller:
                                     self._target_qp, self._rank, self._head)
         use = rules.compile_rules() if compiled else rules
         if self.plan.gate is GateKind.DEFICIT:
-            deficit = use.gate_deficit
-            return lambda: deficit(w, r, tx, tq)
+            deficit, buffered = use.gate_deficit, self._buffered
+            tqd = float(sum(c.targets.decode_queue for c in self.spec.classes))
+            return lambda: deficit(w, r, tx, tq, sum(buffered), tqd)
         if self.plan.gate is GateKind.PRIORITY:
             priority = use.gate_priority
             return lambda: priority(w, rank)
@@ -215,7 +216,13 @@ class Controller:
         return ticket
 
     def next_prefill(self) -> Admission | None:
-        """A prefill slot is free: the request to prefill there, or None if none waits."""
+        """A prefill slot is free: the request to prefill there, or None if none is to run.
+
+        None also when requests wait but the gate holds the slot idle (gate-and-route does
+        not admit a class the plan throttles while decodes wait beyond the plan's decode
+        queue). Ask again whenever the answer can change: after an arrival, a prefill
+        finishing, a buffered decode starting (`next_decode`) or leaving (`on_abandon`).
+        """
         cls = self._gate()
         if cls < 0:
             return None

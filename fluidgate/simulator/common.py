@@ -22,8 +22,9 @@ P_HORIZON, P_WARMUP, P_SNAP_DT = range(3)
 N_PFLT = 3
 # --- per-class columns (cls) ---
 (C_LAMBDA, C_THETA, C_MU_P, C_MU_M, C_MU_S, C_W_PREFILL, C_W_DECODE, C_TARGET_X,
- C_TARGET_Q, C_RANK, C_P_SOLO, C_PROMPT, C_OUTPUT, C_PRICE_IN, C_PRICE_OUT) = range(15)
-N_CCOL = 15
+ C_TARGET_Q, C_RANK, C_P_SOLO, C_PROMPT, C_OUTPUT, C_PRICE_IN, C_PRICE_OUT,
+ C_TARGET_QD) = range(16)
+N_CCOL = 16
 # --- per-class counters (counts) ---
 (K_ARRIVED, K_ADMITTED, K_SERVED_MIXED, K_SERVED_SOLO, K_ABANDON_PREFILL,
  K_ABANDON_DECODE) = range(6)
@@ -51,8 +52,10 @@ _buffer_for_slot = njit(rules.buffer_for_slot)
 
 
 @njit(cache=True)
-def choose_admission(gate, qrec, qhead, qlen, running, waiting, tickets, tx, tq, rank):
-    """The class a free prefill slot admits now (-1: nobody waits): the policy's gate."""
+def choose_admission(gate, qrec, qhead, qlen, running, waiting, tickets, tx, tq, rank,
+                     lbsize, target_buffered):
+    """The class a free prefill slot admits now (-1: nobody waits, or the gate holds the
+    slot idle): the policy's gate, told how many decodes wait in any buffer."""
     k = running.shape[0]
     any_waiting = False
     for i in range(k):
@@ -62,7 +65,12 @@ def choose_admission(gate, qrec, qhead, qlen, running, waiting, tickets, tx, tq,
             any_waiting = True
     if not any_waiting:
         return -1
-    return _gate(gate, waiting, running, tx, tq, rank, tickets)
+    buffered = 0
+    for q in range(k, qlen.shape[0]):
+        buffered += qlen[q]
+    for i in range(k):
+        buffered += lbsize[i]
+    return _gate(gate, waiting, running, tx, tq, rank, tickets, buffered, target_buffered)
 
 
 @njit(cache=True)

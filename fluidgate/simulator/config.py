@@ -35,6 +35,7 @@ from fluidgate.simulator.common import (
     C_PROMPT,
     C_RANK,
     C_TARGET_Q,
+    C_TARGET_QD,
     C_TARGET_X,
     C_THETA,
     C_W_DECODE,
@@ -180,6 +181,7 @@ def build_instance(spec: ControllerSpec) -> Instance:
         cls[i, C_W_PREFILL], cls[i, C_W_DECODE] = w_prefill, w_decode
         cls[i, C_TARGET_X] = c.targets.prefill
         cls[i, C_TARGET_Q] = c.targets.prefill_queue
+        cls[i, C_TARGET_QD] = c.targets.decode_queue
         cls[i, C_RANK] = c.priority
         cls[i, C_P_SOLO] = c.p_solo
         cls[i, C_PROMPT], cls[i, C_OUTPUT] = c.prompt, c.output

@@ -23,6 +23,7 @@ from fluidgate.simulator.common import (
     C_MU_S,
     C_OUTPUT,
     C_P_SOLO,
+    C_TARGET_QD,
     C_W_DECODE,
     C_W_PREFILL,
     INFO_EVENTS,
@@ -118,6 +119,9 @@ def run_ctmc(p_int, p_flt, cls, tx, tq, rank, trace_t, trace_c, qrec, counts, in
     horizon, warmup, snap_dt = p_flt[P_HORIZON], p_flt[P_WARMUP], p_flt[P_SNAP_DT]
     stay = router == ROUTER_STAY
     k = cls.shape[0]
+    tqd = 0.0  # n·Σq_d*: the decodes the plan lets wait
+    for i in range(k):
+        tqd += cls[i, C_TARGET_QD]
     np.random.seed(p_int[P_SEED])
 
     pf = np.full(n, -1, np.int64)
@@ -203,102 +207,106 @@ def run_ctmc(p_int, p_flt, cls, tx, tq, rank, trace_t, trace_c, qrec, counts, in
             admit = True
         else:
             u = np.random.random() * total
-            if u >= tree[1]:  # an abandonment
+            if u >= tree[1]:  # an abandonment: a shorter decode buffer can reopen the gate
                 abandon_one(min(u - tree[1], abandon * (1 - 1e-12)), cls, qrec, qhead, qlen,
                             lbi, lbg, lbitems, lbsize, lbfree, counts, counting)
-                continue
-            g, u = sum_find(tree, leaves, u)
-            if g >= n:  # rounding at the very end of the range
-                g = n - 1
-            busy = pf[g] >= 0
-            if busy and u < cls[pf[g], C_MU_P]:  # g's prefill completes
-                c = pf[g]
-                pf[g] = -1
-                running[c] -= 1
-                for i in range(k):
-                    dec_mixed[i] -= dcnt[g, i]
-                    dec_solo[i] += dcnt[g, i]
-                if counting:
-                    counts[c, K_ADMITTED] += 1
-                    money[0] += cls[c, C_W_PREFILL]
-                    record(samples, nsamp, sums, 0, c, t - pf_arrival[g])
-                code = choose_placement(router, cls[c, C_P_SOLO], size[SET_SOLO],
-                                        size[SET_MIXED], cap[g] - ndec[g])
-                target = -1
-                if code == rules.SOLO:
-                    target = set_draw(items, size, SET_SOLO)
-                elif code == rules.MIXED:
-                    target = set_draw(items, size, SET_MIXED)
-                elif code == rules.LOCAL:
-                    target = g
-                elif code == rules.WAIT_LOCAL:
-                    if not lb_push(lbi, lbf, lbg, lbitems, lbsize, lbfree, g, c, pf_arrival[g],
-                                   t, 0):
-                        info[INFO_STATUS], info[INFO_QUEUE] = STATUS_QUEUE_FULL, k + c
-                        break
-                else:
-                    q = buffer_queue_base(code, k) + c
-                    if not q_push(qrec, qhead, qlen, q, pf_arrival[g], t, 0.0, 0.0, 0.0):
-                        info[INFO_STATUS], info[INFO_QUEUE] = STATUS_QUEUE_FULL, q
-                        break
-                if target >= 0:
-                    _place(target, c, t, slot_cls, slot_start, ndec, dcnt, pf, dec_mixed,
-                           dec_solo)
-                    if target != g:
-                        _refresh(target, cls, pf, dcnt, ndec, cap, n_mixed, tree, leaves,
-                                 items, pos, size, stay)
-                _refresh(g, cls, pf, dcnt, ndec, cap, n_mixed, tree, leaves, items, pos,
-                         size, stay)
                 admit = True
-            else:  # a decode completes: which class, then which of its slots
-                if busy:
-                    u -= cls[pf[g], C_MU_P]
-                col = C_MU_M if busy else C_MU_S
-                c = -1
-                for i in range(k):
-                    if dcnt[g, i] > 0:
-                        c = i
-                        r = dcnt[g, i] * cls[i, col]
-                        if u < r:
+            else:
+                g, u = sum_find(tree, leaves, u)
+                if g >= n:  # rounding at the very end of the range
+                    g = n - 1
+                busy = pf[g] >= 0
+                if busy and u < cls[pf[g], C_MU_P]:  # g's prefill completes
+                    c = pf[g]
+                    pf[g] = -1
+                    running[c] -= 1
+                    for i in range(k):
+                        dec_mixed[i] -= dcnt[g, i]
+                        dec_solo[i] += dcnt[g, i]
+                    if counting:
+                        counts[c, K_ADMITTED] += 1
+                        money[0] += cls[c, C_W_PREFILL]
+                        record(samples, nsamp, sums, 0, c, t - pf_arrival[g])
+                    code = choose_placement(router, cls[c, C_P_SOLO], size[SET_SOLO],
+                                            size[SET_MIXED], cap[g] - ndec[g])
+                    target = -1
+                    if code == rules.SOLO:
+                        target = set_draw(items, size, SET_SOLO)
+                    elif code == rules.MIXED:
+                        target = set_draw(items, size, SET_MIXED)
+                    elif code == rules.LOCAL:
+                        target = g
+                    elif code == rules.WAIT_LOCAL:
+                        if not lb_push(lbi, lbf, lbg, lbitems, lbsize, lbfree, g, c, pf_arrival[g],
+                                       t, 0):
+                            info[INFO_STATUS], info[INFO_QUEUE] = STATUS_QUEUE_FULL, k + c
                             break
-                        u -= r
-                j = np.random.randint(0, dcnt[g, c])
-                s = 0
-                for s in range(bsz):
-                    if slot_cls[g, s] == c:
-                        if j == 0:
+                    else:
+                        q = buffer_queue_base(code, k) + c
+                        if not q_push(qrec, qhead, qlen, q, pf_arrival[g], t, 0.0, 0.0, 0.0):
+                            info[INFO_STATUS], info[INFO_QUEUE] = STATUS_QUEUE_FULL, q
                             break
-                        j -= 1
-                slot_cls[g, s] = -1
-                ndec[g] -= 1
-                dcnt[g, c] -= 1
-                if busy:
-                    dec_mixed[c] -= 1
-                else:
-                    dec_solo[c] -= 1
-                if counting:
-                    counts[c, K_SERVED_MIXED if busy else K_SERVED_SOLO] += 1
-                    money[0] += cls[c, C_W_DECODE]
-                    record(samples, nsamp, sums, 1, c, (t - slot_start[g, s]) / cls[c, C_OUTPUT])
-                code = freed_slot_buffer(router, rules.LOCAL if stay else pool[g])
-                if code == rules.WAIT_LOCAL:
-                    r_head = lbg[g, L_HEAD]
-                    if r_head >= 0:
-                        lb_remove(lbi, lbg, lbitems, lbsize, lbfree, r_head)
-                        _place(g, lbi[r_head, L_CLS], t, slot_cls, slot_start, ndec, dcnt, pf,
-                               dec_mixed, dec_solo)
-                elif code != rules.NO_BUFFER:
-                    q = oldest_buffered(qrec, qhead, qlen, k, buffer_queue_base(code, k))
-                    if q >= 0:
-                        q_pop(qrec, qhead, qlen, q)
-                        _place(g, q % k, t, slot_cls, slot_start, ndec, dcnt, pf, dec_mixed,
+                    if target >= 0:
+                        _place(target, c, t, slot_cls, slot_start, ndec, dcnt, pf, dec_mixed,
                                dec_solo)
-                _refresh(g, cls, pf, dcnt, ndec, cap, n_mixed, tree, leaves, items, pos, size,
-                         stay)
+                        if target != g:
+                            _refresh(target, cls, pf, dcnt, ndec, cap, n_mixed, tree, leaves,
+                                     items, pos, size, stay)
+                    _refresh(g, cls, pf, dcnt, ndec, cap, n_mixed, tree, leaves, items, pos,
+                             size, stay)
+                    admit = True
+                else:  # a decode completes: which class, then which of its slots
+                    if busy:
+                        u -= cls[pf[g], C_MU_P]
+                    col = C_MU_M if busy else C_MU_S
+                    c = -1
+                    for i in range(k):
+                        if dcnt[g, i] > 0:
+                            c = i
+                            r = dcnt[g, i] * cls[i, col]
+                            if u < r:
+                                break
+                            u -= r
+                    j = np.random.randint(0, dcnt[g, c])
+                    s = 0
+                    for s in range(bsz):
+                        if slot_cls[g, s] == c:
+                            if j == 0:
+                                break
+                            j -= 1
+                    slot_cls[g, s] = -1
+                    ndec[g] -= 1
+                    dcnt[g, c] -= 1
+                    if busy:
+                        dec_mixed[c] -= 1
+                    else:
+                        dec_solo[c] -= 1
+                    if counting:
+                        counts[c, K_SERVED_MIXED if busy else K_SERVED_SOLO] += 1
+                        money[0] += cls[c, C_W_DECODE]
+                        record(samples, nsamp, sums, 1, c,
+                               (t - slot_start[g, s]) / cls[c, C_OUTPUT])
+                    code = freed_slot_buffer(router, rules.LOCAL if stay else pool[g])
+                    if code == rules.WAIT_LOCAL:
+                        r_head = lbg[g, L_HEAD]
+                        if r_head >= 0:
+                            lb_remove(lbi, lbg, lbitems, lbsize, lbfree, r_head)
+                            _place(g, lbi[r_head, L_CLS], t, slot_cls, slot_start, ndec, dcnt, pf,
+                                   dec_mixed, dec_solo)
+                            admit = True  # a decode left a buffer: the gate may reopen
+                    elif code != rules.NO_BUFFER:
+                        q = oldest_buffered(qrec, qhead, qlen, k, buffer_queue_base(code, k))
+                        if q >= 0:
+                            q_pop(qrec, qhead, qlen, q)
+                            _place(g, q % k, t, slot_cls, slot_start, ndec, dcnt, pf, dec_mixed,
+                                   dec_solo)
+                            admit = True
+                    _refresh(g, cls, pf, dcnt, ndec, cap, n_mixed, tree, leaves, items, pos, size,
+                             stay)
         if admit:
             while size[SET_PREFILL] > 0:
                 c = choose_admission(gate, qrec, qhead, qlen, running, waiting, tickets, tx, tq,
-                                     rank)
+                                     rank, lbsize, tqd)
                 if c < 0:
                     break
                 g = set_draw(items, size, SET_PREFILL)

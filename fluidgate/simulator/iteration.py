@@ -26,6 +26,7 @@ from fluidgate.simulator.common import (
     C_PRICE_IN,
     C_PRICE_OUT,
     C_PROMPT,
+    C_TARGET_QD,
     INFO_EVENTS,
     INFO_QUEUE,
     INFO_STATUS,
@@ -166,6 +167,9 @@ def run_iteration(p_int, p_flt, cls, tx, tq, rank, trace_t, trace_c, trace_len, 
     stay = router == ROUTER_STAY
     chunk = mix.shape[0] - 1
     k = cls.shape[0]
+    tqd = 0.0  # n·Σq_d*: the decodes the plan lets wait
+    for i in range(k):
+        tqd += cls[i, C_TARGET_QD]
     np.random.seed(p_int[P_SEED])
 
     pf = np.full(n, -1, np.int64)
@@ -266,9 +270,9 @@ def run_iteration(p_int, p_flt, cls, tx, tq, rank, trace_t, trace_c, trace_len, 
                 break
             ticket += 1
         elif t == t_abandon:
+            # no `continue`: a decode leaving a buffer can reopen the gate (rules.gate_deficit)
             abandon_one(np.random.random() * abandon * (1 - 1e-12), cls, qrec, qhead, qlen,
                         lbi, lbg, lbitems, lbsize, lbfree, counts, counting)
-            continue
         else:  # GPU g finishes an iteration
             g = tidx[1]
             ended = g
@@ -369,7 +373,8 @@ def run_iteration(p_int, p_flt, cls, tx, tq, rank, trace_t, trace_c, trace_len, 
             _sets(g, n_mixed, pf, ndec, cap, items, pos, size, stay)
         # admissions: every free prefill slot takes the class its gate picks
         while size[SET_PREFILL] > 0:
-            c = choose_admission(gate, qrec, qhead, qlen, running, waiting, tickets, tx, tq, rank)
+            c = choose_admission(gate, qrec, qhead, qlen, running, waiting, tickets, tx, tq, rank,
+                                 lbsize, tqd)
             if c < 0:
                 break
             h = set_draw(items, size, SET_PREFILL)
