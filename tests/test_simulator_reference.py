@@ -51,10 +51,10 @@ def test_gate_and_route_reaches_97_percent_of_r_star_at_500(runs: list[RunRecord
 def test_gap_shrinks_as_n_grows(runs: list[RunRecord]) -> None:
     gaps = {n: 1 - _summary(runs, "gate-and-route", n).ratio for n in (5, 50, 500)}
     assert gaps[5] > gaps[50] > gaps[500] > 0
-    # 1/√n alone would shrink the gap tenfold from 5 to 500 GPUs; the rounding of
-    # M = ⌈n·Σx*⌉ adds an O(1/n) overload of the decode pool that is large at these sizes
-    # (docs/validation.md), so the measured factor is smaller but well above one
-    assert gaps[5] / gaps[500] > 2.0
+    # 1/√n would shrink the gap tenfold from 5 to 500 GPUs; the rounding of M = ⌈n·Σx*⌉
+    # varies with n (the gap is flat from 20 to 50, docs/validation.md), so ask for a
+    # factor of four (about six is measured; the work-conserving gate managed about 2.7)
+    assert gaps[5] / gaps[500] > 4.0
     for n in (5, 50, 500):
         assert gaps[n] * math.sqrt(n) < 0.8
 
