@@ -33,7 +33,7 @@ def class_completions(lp: FluidLP, i: int) -> Any:
 
 
 def _objective_expr(lp: FluidLP) -> Any:
-    import pyomo.environ as pyo
+    import pyomo.core as pyo
 
     policy, m = lp.policy, lp.model
     c = policy.cluster
@@ -53,7 +53,7 @@ def _objective_expr(lp: FluidLP) -> Any:
 
 def build_fluid_lp(policy: Policy) -> FluidLP:
     """Build the base LP (capacity and flow balance) with the policy's objective."""
-    import pyomo.environ as pyo
+    import pyomo.core as pyo
 
     c = policy.cluster
     B = float(c.max_batch)

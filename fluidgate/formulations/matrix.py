@@ -84,7 +84,7 @@ def _linear(visitor: Any, expr: Any, col_of: dict[int, int], var_map: dict[int, 
 
 
 def compile_matrix(lp: FluidLP) -> CompiledLP:
-    import pyomo.environ as pyo
+    import pyomo.core as pyo
     from pyomo.repn.linear import LinearRepnVisitor
     from pyomo.repn.util import VarRecorder
 

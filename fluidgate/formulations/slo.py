@@ -27,7 +27,7 @@ BINDING_TOL = 1e-6
 
 def add_slos(lp: FluidLP) -> list[LinearRow]:
     """Compile the policy's SLOs and add them; raises `PolicyError` if any is not linear."""
-    import pyomo.environ as pyo
+    import pyomo.core as pyo
 
     policy, m = lp.policy, lp.model
     if not policy.slos:
