@@ -40,6 +40,7 @@ def solve_policy(
     When the policy is infeasible, the SLOs that conflict are found by one trial solve per
     hard SLO; `diagnose_progress(done, total)` reports on that search.
     """
+    from fluidgate.formulations.base_arrays import base_lp
     from fluidgate.formulations.fluid_lp import build_fluid_lp
     from fluidgate.formulations.matrix import column_magnitudes, compile_matrix
     from fluidgate.formulations.slo import add_slos, read_slos
@@ -48,10 +49,14 @@ def solve_policy(
     options = options or SolveOptions()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    lp = build_fluid_lp(policy)
-    add_slos(lp)
-    t1 = time.perf_counter()
-    compiled = compile_matrix(lp)
+    if policy.slos:
+        lp = build_fluid_lp(policy)
+        add_slos(lp)
+        t1 = time.perf_counter()
+        compiled = compile_matrix(lp)
+    else:  # the same arrays, without building and walking the Pyomo model (base_arrays.py)
+        lp, compiled = base_lp(policy)
+        t1 = time.perf_counter()
     scaling = Scaling.from_magnitudes(compiled.matrix, column_magnitudes(lp, compiled))
     backend = ScaledSolver(get_solver(solver), scaling)
     t2 = time.perf_counter()
@@ -113,7 +118,8 @@ def _solve_verified(
     options: SolveOptions,
     timings: dict[str, float],
 ) -> _Outcome:
-    """Solve, check the answer, and if it fails retry: by simplex without presolve, then
+    """Solve, check the answer, and if it fails retry: (for an interior-point answer taken
+    without crossover) with crossover, by simplex without presolve, then
     also without the solver's own scaling, then also at the solvers' usual tolerance. Each
     configuration has rescued policies the others could not (tests/test_extreme.py)."""
     from fluidgate.verify import verify_infeasible, verify_plan, verify_solution
@@ -121,12 +127,15 @@ def _solve_verified(
     lp = compiled.matrix
     simplex = dataclasses.replace(options, method="simplex", presolve=False)
     careful = dataclasses.replace(simplex, solver_scaling=False)
-    attempts = (options, simplex, careful,
-                dataclasses.replace(careful, tolerance=LOOSE_TOLERANCE))
+    attempts = [options, simplex, careful,
+                dataclasses.replace(careful, tolerance=LOOSE_TOLERANCE)]
     last: _Outcome | None = None
-    for attempt in attempts:
+    for n, attempt in enumerate(attempts):  # the list can grow below, after n
         t0 = time.perf_counter()
         result = backend.solve(lp, attempt)
+        if not result.vertex and attempt.crossover is not True:
+            # an interior-point answer left off a vertex: if it fails, cross over first
+            attempts.insert(n + 1, dataclasses.replace(attempt, crossover=True))
         t1 = time.perf_counter()
         timings["solve"] = timings.get("solve", 0.0) + t1 - t0
         if result.status is TerminationStatus.OPTIMAL and result.x is not None:

@@ -20,7 +20,7 @@ class FluidLP:
     """A built model plus what is needed to read its solution back."""
 
     policy: Policy
-    model: Any  # pyomo ConcreteModel
+    model: Any  # pyomo ConcreteModel; None where the arrays came from base_arrays.base_lp
     rates: list[Rates]
     # name of each SLO-derived Pyomo constraint component -> the SloConstraint index
     rows: list[Any] = field(default_factory=list)  # compiled SLO rows, see slo.py

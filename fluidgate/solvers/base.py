@@ -60,7 +60,7 @@ class CscMatrix:
 
     @classmethod
     def from_triplets(
-        cls, n_rows: int, n_cols: int, rows: list[int], cols: list[int], vals: list[float]
+        cls, n_rows: int, n_cols: int, rows: npt.ArrayLike, cols: npt.ArrayLike, vals: npt.ArrayLike
     ) -> CscMatrix:
         r = np.asarray(rows, dtype=np.int64)
         c = np.asarray(cols, dtype=np.int64)
@@ -106,6 +106,8 @@ class SolverResult:
     # for an infeasible LP, row multipliers that prove it (a Farkas ray), in either sign
     # convention: `fluidgate.verify.verify_infeasible` checks it and decides
     farkas: FloatArray | None = None
+    # False: an interior-point answer the solver did not move to a vertex (no crossover)
+    vertex: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,10 @@ class SolveOptions:
     # the solver's own scaling on top of fluidgate's; off in a retry, where it has been
     # seen to trade exactness in one row for conditioning elsewhere
     solver_scaling: bool = True
+    # after an interior-point solve, move to a vertex (HiGHS's crossover)? None: the backend
+    # decides (HiGHS skips it on large LPs, where it cost 10x the interior point itself);
+    # verification checks the answer either way, and a retry turns it on
+    crossover: bool | None = None
 
 
 class SolverUnavailable(Exception):
