@@ -172,6 +172,10 @@ def _load(lp: FloorLP, method: str) -> Any:
     h.setOptionValue("output_flag", False)
     if method in ("simplex", "ipm"):
         h.setOptionValue("solver", method)
+    if method == "ipm-nocrossover":  # fluidgate's choice above 100,000 columns
+        h.setOptionValue("solver", "ipm")
+        h.setOptionValue("run_crossover", "off")
+        h.setOptionValue("ipm_optimality_tolerance", 1e-10)
     n_rows, n_cols = lp.shape
     model = highspy.HighsLp()
     model.num_col_ = n_cols
