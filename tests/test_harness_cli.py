@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from fluidgate.cli import app, mount_harness
+from fluidgate.cli import app, mount_harness, mount_simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = ROOT / "examples" / "two_class.sli"
@@ -47,6 +47,7 @@ def _processes_mentioning(text: str) -> list[int]:
 
 @pytest.fixture(autouse=True)
 def _mounted() -> None:
+    mount_simulator()  # in main()'s order, so the shared app's --help stays as documented
     mount_harness()
 
 

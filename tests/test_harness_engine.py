@@ -32,9 +32,9 @@ LIMIT_S = 20.0
 
 
 @asynccontextmanager
-async def engine(mixed: bool, scale: float = 1.0, interval: int = 1
+async def engine(mixed: bool, scale: float = 1.0, interval: int = 1, lookahead: int = 0
                  ) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
-    core = EngineCore(TIMING, mixed, scale, interval)
+    core = EngineCore(TIMING, mixed, scale, interval, lookahead)
     runner, port = await start_site(EngineServer(core, "t").app(), 0)
     try:
         async with aiohttp.ClientSession() as session:
@@ -149,4 +149,24 @@ def test_malformed_bodies_get_400_json_and_the_engine_stays_up(raw: bytes) -> No
             assert status == 200 and out["usage"]["completion_tokens"] == 2
             async with s.get(url + "/health") as r:
                 assert r.status == 200
+    run(body)
+
+
+@pytest.mark.parametrize("lookahead", [0, 1])
+def test_prefill_end_is_announced_only_with_lookahead(lookahead: int) -> None:
+    # 600 tokens: chunks of 256, 256, 88. With lookahead 1 the engine announces the end when
+    # the last chunk starts; the announced time is two full chunks plus the short one later
+    # than the first iteration began.
+    async def body() -> None:
+        async with engine(mixed=True, scale=5.0, lookahead=lookahead) as (url, s):
+            payload = {"prompt_tokens": 600, "max_tokens": 1, "stream": True,
+                       "kv_transfer_params": {"do_remote_decode": True}}
+            async with s.post(url + "/v1/completions", json=payload) as r:
+                lines = [ln.decode().strip() async for ln in r.content]
+            events = [json.loads(ln[6:]) for ln in lines
+                      if ln.startswith("data: {")]
+            announced = [e["fluidgate"]["prefill_ends"] for e in events
+                         if "prefill_ends" in e["fluidgate"]]
+            assert events[-1]["kv_transfer_params"]["prompt_tokens"] == 600
+            assert len(announced) == lookahead
     run(body)

@@ -91,6 +91,9 @@ def engine(
                                               "times faster than real).")] = 1.0,
     stream_interval: Annotated[int, typer.Option(help="Tokens per streamed chunk after the "
                                                  "first (as vLLM's --stream-interval).")] = 1,
+    prefill_lookahead: Annotated[int, typer.Option(
+        help="Announce a streamed prefill-only request's end this many iterations early "
+        "(0: never), so a gateway can send the next prefill without an idle gap.")] = 0,
 ) -> None:
     """Run an emulated OpenAI-compatible engine whose iterations follow the calibrated τ.
 
@@ -102,12 +105,14 @@ def engine(
     positive("--time-scale", time_scale)
     if stream_interval < 1:
         fail(f"error: --stream-interval must be at least 1, not {stream_interval}")
+    if prefill_lookahead < 0:
+        fail(f"error: --prefill-lookahead must be 0 or more, not {prefill_lookahead}")
     timing = _timing(spec, policy)
     from fluidgate.harness.core import EngineCore
     from fluidgate.harness.engine import EngineServer
     from fluidgate.harness.serve import PortError, serve_forever
 
-    core = EngineCore(timing, role is Role.MIXED, time_scale, stream_interval)
+    core = EngineCore(timing, role is Role.MIXED, time_scale, stream_interval, prefill_lookahead)
     try:
         serve_forever(EngineServer(core, f"{role.value}-{port}").app(), port)
     except PortError as exc:
@@ -248,6 +253,9 @@ def harness(
     seed: Annotated[int, typer.Option(help="Seed of the load, the gateway and the "
                                       "simulator.")] = 0,
     stream_interval: Annotated[int, typer.Option(help="Tokens per streamed chunk.")] = 50,
+    prefill_lookahead: Annotated[int, typer.Option(
+        help="Iterations before a prefill's end that its engine announces it, so the gateway "
+        "sends the next prefill early (0: when it ends).")] = 1,
     simulate: Annotated[bool, typer.Option(help="Run the iteration simulator at the same "
                                            "N, seed and duration for the report.")] = True,
 ) -> None:
@@ -270,7 +278,10 @@ def harness(
         fail(f"error: --gpus must be at least 1, not {gpus}")
     if stream_interval < 1:
         fail(f"error: --stream-interval must be at least 1, not {stream_interval}")
-    run_command(policy_file, gpus, duration, out, time_scale, seed, stream_interval, simulate)
+    if prefill_lookahead < 0:
+        fail(f"error: --prefill-lookahead must be 0 or more, not {prefill_lookahead}")
+    run_command(policy_file, gpus, duration, out, time_scale, seed, stream_interval,
+                prefill_lookahead, simulate)
 
 
 def mount(app: typer.Typer) -> None:

@@ -11,6 +11,12 @@ wake-up is made up by the next sleep being shorter, so timer jitter does not acc
 into lost throughput. Tokens are handed to their stream every `stream_interval` tokens (and
 the first and last at once), as vLLM's `--stream-interval` does, so a compressed run does
 not drown the machine in events.
+
+A prefill-only request (the first step of the two-step protocol) can announce its end
+`lookahead` iterations early, so the gateway sends the next prefill while this one runs its
+last chunks and the engine goes on without an idle gap. The gateway's HTTP round trip would
+otherwise sit on the prefill's critical path, and a time scale of S multiplies it by S in
+model time.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ class Stream:
     done: bool = False
     aborted: bool = False
     start_time: float = -1.0  # model time its first iteration began (-1: not yet)
+    handoff: float = -1.0  # prefill-only: model time its prefill will end, once in sight
     finish_time: float = 0.0  # model time of its last token
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -49,7 +56,7 @@ class EngineCore:
     """Continuous batching for one emulated GPU; see the module docstring."""
 
     def __init__(self, timing: EngineTiming, mixed: bool, time_scale: float = 1.0,
-                 stream_interval: int = 1) -> None:
+                 stream_interval: int = 1, lookahead: int = 0) -> None:
         if not time_scale > 0:
             raise ValueError(f"time scale must be positive, not {time_scale!r}")
         if stream_interval < 1:
@@ -58,6 +65,7 @@ class EngineCore:
         self.mixed = mixed
         self.scale = time_scale
         self.interval = stream_interval
+        self.lookahead = lookahead  # announce a prefill in its last `lookahead` iterations
         self.decode_slots = timing.decode_slots(mixed)
         self._prefills: deque[Stream] = deque()
         self._waiting: deque[Stream] = deque()  # prefilled, waiting for a decode slot
@@ -106,6 +114,10 @@ class EngineCore:
                 head.start_time = self.model_time
             k = min(self.timing.chunk, head.prompt_left) if head is not None else 0
             end = self.model_time + self.timing.iteration(k, len(self._running))
+            if (head is not None and head.prefill_only and head.handoff < 0 and self.lookahead
+                    and head.prompt_left - k <= (self.lookahead - 1) * self.timing.chunk):
+                head.handoff = end  # the end of this iteration if it is the last one
+                head.ready.set()
             delay = self._origin + end / self.scale - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)

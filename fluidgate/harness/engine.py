@@ -143,9 +143,15 @@ class EngineServer:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
         await resp.prepare(request)
+        announced = False
         while True:
             await stream.ready.wait()
             n = stream.take()
+            if stream.handoff >= 0 and not announced and not stream.done:
+                announced = True
+                await resp.write(sse({"id": rid, "object": "text_completion", "choices": [],
+                                      "fluidgate": {"tokens": 0,
+                                                    "prefill_ends": stream.handoff}}))
             if stream.done:
                 extra: dict[str, Any] = {"usage": self._usage(req, stream.produced)}
                 kv = self._kv_params(req, rid)

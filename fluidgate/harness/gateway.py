@@ -19,6 +19,7 @@ Every time it reports is in model seconds (wall seconds × `time_scale`).
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import aiohttp
@@ -243,20 +244,35 @@ class Gateway:
         return _error(429, f"patience ran out waiting for {what}", "abandoned")
 
     async def _prefill(self, engine: Backend, path: str, req: Request) -> dict[str, Any] | None:
-        """The first step on `engine`; its kv_transfer_params, or None if it failed."""
+        """The first step on `engine`; its kv_transfer_params, or None if it failed.
+
+        Streamed, so an engine that announces the prefill's end (`prefill_ends`) frees its
+        prefill slot early and the next prefill is on its way while this one finishes."""
         assert self._session is not None
-        body = dict(req.body, max_tokens=1, stream=False,
+        body = dict(req.body, max_tokens=1, stream=True,
                     kv_transfer_params={"do_remote_decode": True})
+        kv: Any = None
         try:
             async with self._session.post(engine.url + path, json=body) as r:
-                answer = await r.json(content_type=None) if r.status == 200 else None
-        except (aiohttp.ClientError, ValueError, TimeoutError):
-            answer = None
+                if r.status == 200:
+                    async for raw in r.content:
+                        line = raw.strip()
+                        if not line.startswith(b"data: {"):
+                            continue
+                        event = json.loads(line[6:])
+                        if "prefill_ends" in event.get("fluidgate", {}):
+                            self._free_prefill(engine)
+                        kv = event.get("kv_transfer_params", kv)
+        except (aiohttp.ClientError, ValueError, TimeoutError, OSError):
+            kv = None
             self._mark_down(engine)
-        engine.prefilling = False
-        self._dispatch_prefills()
-        kv = answer.get("kv_transfer_params") if isinstance(answer, dict) else None
+        self._free_prefill(engine)
         return kv if isinstance(kv, dict) else None
+
+    def _free_prefill(self, engine: Backend) -> None:
+        if engine.prefilling:
+            engine.prefilling = False
+            self._dispatch_prefills()
 
     async def _decode(self, request: web.Request, engine: Backend, path: str, req: Request,
                       kv: dict[str, Any], ticket: int, cls: int, arrived: float

@@ -54,7 +54,7 @@ def _out_dir(out: Path) -> Path:
 
 
 def run_command(policy_file: Path, gpus: int, duration: float, out: Path, time_scale: float,
-                seed: int, stream_interval: int, simulate: bool) -> None:
+                seed: int, stream_interval: int, lookahead: int, simulate: bool) -> None:
     from fluidgate.atomic import OutputError, write_output
     from fluidgate.controllers.spec import write_spec
     from fluidgate.harness.load import jsonl
@@ -86,7 +86,7 @@ def run_command(policy_file: Path, gpus: int, duration: float, out: Path, time_s
     console.print(f"{c.mixed_gpus} mixed + {c.solo_gpus} solo emulated engines, "
                   f"{duration:g} s at time scale {time_scale:g}", markup=False)
     opts = HarnessOptions(spec_path, c.mixed_gpus, c.solo_gpus, duration, time_scale, seed,
-                          stream_interval, out / "logs")
+                          stream_interval, lookahead, out / "logs")
     t0 = time.perf_counter()
     try:
         records = asyncio.run(run_harness(spec_n, opts, _progress(console)))
@@ -96,7 +96,8 @@ def run_command(policy_file: Path, gpus: int, duration: float, out: Path, time_s
     report: dict[str, Any] = {
         "schema": SCHEMA, "policy": spec.policy.name, "engine": "emulated", "gpus": gpus,
         "mixed_gpus": c.mixed_gpus, "solo_gpus": c.solo_gpus, "duration": duration,
-        "time_scale": time_scale, "seed": seed, "wall_s": wall,
+        "time_scale": time_scale, "seed": seed,
+        "prefill_lookahead": lookahead, "wall_s": wall,
         "requests": request_counts(records),
         "measured": measured_block(spec_n, records, duration),
         "predicted": predicted_block(spec_n, spec.cluster.gpus), "simulated": None}

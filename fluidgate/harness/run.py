@@ -41,6 +41,7 @@ class HarnessOptions:
     time_scale: float
     seed: int
     stream_interval: int
+    lookahead: int
     logs: Path
 
 
@@ -89,7 +90,8 @@ async def run_harness(spec: ControllerSpec, opts: HarnessOptions,
     """Start the engines and the gateway, send the load, stop everything; the records."""
     children = Children()
     common = ["--spec", str(opts.spec_file), "--port", "0", "--time-scale",
-              repr(opts.time_scale), "--stream-interval", str(opts.stream_interval)]
+              repr(opts.time_scale), "--stream-interval", str(opts.stream_interval),
+              "--prefill-lookahead", str(opts.lookahead)]
     try:
         roles = ["mixed"] * opts.mixed + ["solo"] * opts.solo
         urls = await asyncio.gather(*(
