@@ -614,11 +614,22 @@ def mount_harness() -> None:
     mount(app)
 
 
+def mount_planning() -> None:
+    """Add `sweep` and `capacity` (idempotent, like `mount_simulator`)."""
+    from fluidgate.planning import cli as planning
+
+    if any(c.name == "sweep" for c in app.registered_commands):
+        return
+    app.command(name="sweep", short_help="Re-solve along one or two varied parameters.",
+                epilog=_exit_codes(_EXIT_OK, _EXIT_BUG, _EXIT_INPUT))(planning.sweep)
+
+
 def main() -> None:
     """Console entry point: turns any unexpected exception into a one-line bug report."""
     _mount_calibration()
     mount_simulator()
     mount_harness()
+    mount_planning()
     try:
         app()
     except KeyboardInterrupt:

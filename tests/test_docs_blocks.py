@@ -163,6 +163,7 @@ def _app():  # type: ignore[no-untyped-def]
         cli._mount_calibration()
     cli.mount_simulator()
     cli.mount_harness()
+    cli.mount_planning()
     return cli.app
 
 

@@ -1,2 +1,2 @@
-"""Capacity planning from real traffic: request traces → class tables (and, next, sweeps
-and capacity searches over policies)."""
+"""Capacity planning from real traffic: request traces → class tables, sweeps over policy
+parameters and capacity searches over GPU counts, and running their independent points."""

@@ -112,14 +112,17 @@ class HighsSolver:
         return h
 
     def solve(self, lp: MatrixLP, options: SolveOptions) -> SolverResult:
-        import highspy
-
         start = time.perf_counter()
         try:
             h = self._load(lp, options)
             run_status = h.run()
         except Exception as exc:  # highspy raises plain RuntimeErrors
             return SolverResult(self.name, TerminationStatus.ERROR, f"HiGHS failed: {exc}")
+        return self._result(h, run_status, start)
+
+    def _result(self, h: Any, run_status: Any, start: float) -> SolverResult:
+        import highspy
+
         ms = h.getModelStatus()
         seconds = time.perf_counter() - start
         text = h.modelStatusToString(ms)
@@ -161,3 +164,64 @@ class HighsSolver:
         if not has_ray:
             return None
         return np.asarray(ray, dtype=np.float64)
+
+
+class HighsSession:
+    """One kept `highspy.Highs` for a family of LPs of one shape (a sweep): each `solve`
+    pushes only the numbers that differ from the last LP it loaded and re-solves from the
+    last basis (the simplex warm start), instead of building the model anew.
+
+    The LPs must share the sparsity pattern of the first one; one that does not is loaded
+    whole (the warm start is lost, the answer is not). The caller verifies every answer as
+    it would a fresh one: a warm start changes how the optimum is reached, not what it is.
+    """
+
+    def __init__(self, options: SolveOptions) -> None:
+        self.options = options
+        self._solver = HighsSolver()
+        self._h: Any = None
+        self._lp: MatrixLP | None = None
+        self.reloads = 0
+
+    def _push(self, lp: MatrixLP) -> None:
+        old = self._lp
+        h = self._h
+        if (old is None or h is None or old.shape != lp.shape
+                or not np.array_equal(old.A.indptr, lp.A.indptr)
+                or not np.array_equal(old.A.indices, lp.A.indices)):
+            self._h = self._solver._load(lp, self.options)
+            self._lp = lp
+            self.reloads += 1
+            return
+        changed = np.flatnonzero(old.c != lp.c)
+        if changed.size:
+            h.changeColsCost(changed.size, changed.astype(np.int32), lp.c[changed])
+        changed = np.flatnonzero((old.col_lower != lp.col_lower)
+                                 | (old.col_upper != lp.col_upper))
+        if changed.size:
+            h.changeColsBounds(changed.size, changed.astype(np.int32), lp.col_lower[changed],
+                               lp.col_upper[changed])
+        changed = np.flatnonzero((old.row_lower != lp.row_lower)
+                                 | (old.row_upper != lp.row_upper))
+        if changed.size:
+            h.changeRowsBounds(changed.size, changed.astype(np.int32), lp.row_lower[changed],
+                               lp.row_upper[changed])
+        entries = np.flatnonzero(old.A.data != lp.A.data)
+        if entries.size:
+            cols = np.searchsorted(lp.A.indptr, entries, side="right") - 1
+            for e, j in zip(entries.tolist(), cols.tolist(), strict=True):
+                h.changeCoeff(int(lp.A.indices[e]), int(j), float(lp.A.data[e]))
+        if lp.offset != old.offset:
+            h.changeObjectiveOffset(float(lp.offset))
+        self._lp = lp
+
+    def solve(self, lp: MatrixLP) -> SolverResult:
+        start = time.perf_counter()
+        try:
+            self._push(lp)
+            run_status = self._h.run()
+        except Exception as exc:  # highspy raises plain RuntimeErrors
+            self._h = self._lp = None
+            return SolverResult(self._solver.name, TerminationStatus.ERROR,
+                                f"HiGHS failed: {exc}")
+        return self._solver._result(self._h, run_status, start)

@@ -1,0 +1,175 @@
+"""The `sweep` and `capacity` commands (mounted on the main CLI by `fluidgate.cli`).
+
+Importing this module stays cheap: the solver, numpy and matplotlib load inside the commands.
+Input problems end as exit 2, an infeasible answer as 3, a solver failure as 4.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from fluidgate.model import Policy
+    from fluidgate.planning.parallel import Executor
+    from fluidgate.planning.sweep import SweepResult
+    from fluidgate.planning.vary import Vary
+
+EXIT_INPUT, EXIT_INFEASIBLE, EXIT_SOLVER = 2, 3, 4
+PolicyArg = Annotated[Path, typer.Argument(hidden=True, show_default=False, metavar="POLICY")]
+RayOpt = Annotated[str | None, typer.Option(
+    "--ray", metavar="auto|ADDRESS", show_default=False,
+    help="Run the points on a Ray cluster (auto: the one this machine belongs to; or "
+         "ray://HOST:10001). Needs the [ray] extra. Default: local processes.")]
+WorkersOpt = Annotated[int | None, typer.Option(
+    "--workers", "-j", min=1, max=4096, show_default=False,
+    help="Parallel workers (default: 1 for a sweep, which re-solves warm in order; every "
+         "local core for a capacity search; with --ray, the cluster's CPUs).")]
+
+
+def _fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
+    from fluidgate.textsafe import safe_text
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        safe_text(message, multiline=True), markup=False)
+    raise typer.Exit(code)
+
+
+def _load(path: Path) -> Policy:
+    from fluidgate.diagnostics import PolicyError
+    from fluidgate.formulations.slo_compile import compile_all
+    from fluidgate.sli_dsl.loader import load_policy
+
+    try:
+        policy = load_policy(path).policy
+        compiled = compile_all(policy)
+        if compiled.errors:
+            raise PolicyError(compiled.errors, policy.source_text)
+    except PolicyError as exc:
+        _fail(exc.render())
+    return policy
+
+
+def _executor(ray: str | None, workers: int | None, default: int) -> Executor:
+    from fluidgate.planning.parallel import make_executor
+
+    return make_executor(ray, workers if workers is not None or ray else default)
+
+
+def _check_targets(targets: list[str | None], policy_file: Path) -> None:
+    from fluidgate.atomic import OutputError, check_output
+
+    named = [t for t in targets if t is not None]
+    if len(set(named)) != len(named):
+        _fail("error: --json, --csv and --plot must name different files")
+    for t in named:
+        try:
+            check_output(t, inputs=[policy_file])
+        except OutputError as exc:
+            _fail(f"error: {exc}")
+
+
+def _write(target: str, data: str | bytes, inputs: list[str | Path]) -> None:
+    from fluidgate.atomic import OutputError, write_output
+
+    try:
+        write_output(target, data, inputs=inputs)
+    except OutputError as exc:
+        _fail(f"error: {exc}")
+
+
+def sweep(
+    policy_file: PolicyArg,
+    vary: Annotated[list[str], typer.Option(
+        "--vary", metavar="SPEC", show_default=False,
+        help="What to vary and over which values, e.g. 'tpot 18ms..40ms step 1ms', "
+             "'gpus 100..1000 step 100', 'rate(chat) x0.5..x2 step x0.1', "
+             "'price(output) x0.5, x1, x2'. Once or twice (a grid).")],
+    json_out: Annotated[str | None, typer.Option(
+        "--json", metavar="FILE", show_default=False,
+        help="Write {\"vary\": [...], \"points\": [...]} in sweep order to FILE.")] = None,
+    csv_out: Annotated[str | None, typer.Option(
+        "--csv", metavar="FILE", show_default=False,
+        help="Write one row per point to FILE.")] = None,
+    plot: Annotated[str | None, typer.Option(
+        "--plot", metavar="FILE.png", show_default=False,
+        help="Draw R* against the parameter (one --vary) or a heat map (two).")] = None,
+    ray: RayOpt = None,
+    workers: WorkersOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table.")] = False,
+) -> None:
+    """Re-solve a policy (POLICY) along one or two varied parameters.
+
+    Each point reports R* (per GPU per second), the static plan (mixed and solo GPUs) and
+    each SLO's value and shadow price. The LP is built once and re-solved warm from point
+    to point; every point is verified like a fresh solve, and a point that is infeasible
+    or fails its check says so instead of showing a number.
+    """
+    from fluidgate.planning.vary import SpecError, parse_vary
+
+    if not 1 <= len(vary) <= 2:
+        _fail("error: give --vary once or twice")
+    policy = _load(policy_file)
+    try:
+        varies = [parse_vary(v, policy) for v in vary]
+    except SpecError as exc:
+        _fail(f"error: {exc.render()}")
+    if len(varies) == 2 and varies[0].label == varies[1].label:
+        _fail(f"error: --vary names '{varies[0].label}' twice")
+    points = 1
+    for v in varies:
+        points *= len(v.values)
+    if points > 10_000:
+        _fail(f"error: the grid has {points:,} points; at most 10,000")
+    if plot is not None and not plot.lower().endswith(".png"):
+        _fail("error: --plot writes a PNG file; name it FILE.png")
+    _check_targets([json_out, csv_out, plot], policy_file)
+    from fluidgate.planning.parallel import RayUnavailable
+    from fluidgate.planning.sweep import to_csv, to_json
+
+    ex = _executor(ray, workers, 1)
+    result = _run(policy, varies, ex, quiet)
+    if isinstance(result, RayUnavailable):
+        _fail(f"error: {result}")
+    assert not isinstance(result, Exception)
+    inputs: list[str | Path] = [policy_file]
+    if json_out is not None:
+        _write(json_out, to_json(result), inputs)
+    if csv_out is not None:
+        _write(csv_out, to_csv(result), inputs)
+    if plot is not None:
+        from fluidgate.planning.sweep_plot import sweep_plot
+
+        _write(plot, sweep_plot(result), inputs)
+    if not quiet:
+        from fluidgate.planning.table import render_sweep
+
+        out = Console(highlight=False, soft_wrap=True)
+        render_sweep(result, out)
+        for target in (json_out, csv_out, plot):
+            if target is not None:
+                out.print(f"written to {target}", markup=False, highlight=False)
+
+
+def _run(policy: Policy, varies: list[Vary], ex: Executor,
+         quiet: bool) -> SweepResult | Exception:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from fluidgate.planning.parallel import RayUnavailable
+    from fluidgate.planning.sweep import run_sweep
+
+    err = Console(stderr=True)
+    total = 1
+    for v in varies:
+        total *= len(v.values)
+    with Progress("sweep", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True, disable=quiet or not err.is_terminal) as bar:
+        task = bar.add_task("sweep", total=total)
+        try:
+            return run_sweep(policy, varies, ex.workers, ex,
+                             lambda done, _t: bar.update(task, completed=done))
+        except RayUnavailable as exc:
+            return exc
