@@ -622,6 +622,10 @@ def mount_planning() -> None:
         return
     app.command(name="sweep", short_help="Re-solve along one or two varied parameters.",
                 epilog=_exit_codes(_EXIT_OK, _EXIT_BUG, _EXIT_INPUT))(planning.sweep)
+    app.command(name="capacity", short_help="The fewest GPUs that meet every hard SLO.",
+                epilog=_exit_codes(_EXIT_OK, _EXIT_BUG, _EXIT_INPUT,
+                                   "3  no GPU count meets the SLOs (or --min-r-star)",
+                                   "4  a solve failed"))(planning.capacity)
 
 
 def main() -> None:

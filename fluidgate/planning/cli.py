@@ -173,3 +173,63 @@ def _run(policy: Policy, varies: list[Vary], ex: Executor,
                              lambda done, _t: bar.update(task, completed=done))
         except RayUnavailable as exc:
             return exc
+
+
+def capacity(
+    policy_file: PolicyArg,
+    growth: Annotated[float, typer.Option(
+        "--growth", "--rates-scale", metavar="X",
+        help="Traffic multiplier: every class's rate times X (1.5: next quarter's 50 % more "
+             "traffic).")] = 1.0,
+    min_r_star: Annotated[float | None, typer.Option(
+        "--min-r-star", metavar="V", show_default=False,
+        help="Also require R* per GPU per second of at least V.")] = None,
+    json_out: Annotated[str | None, typer.Option(
+        "--json", metavar="FILE", show_default=False,
+        help="Write the answer and every probe to FILE.")] = None,
+    ray: RayOpt = None,
+    workers: WorkersOpt = None,
+) -> None:
+    """The fewest GPUs at which every hard SLO of POLICY holds for its traffic times X.
+
+    The cluster-wide traffic (the policy's rates on its GPU count, times --growth) is spread
+    over n GPUs; each probe is a full, verified solve. The answer names what stops one GPU
+    fewer (the SLO lines in conflict there) and what binds at the answer. Exit 3 when no
+    count up to 10,000,000 meets the SLOs, or the fewest misses --min-r-star.
+    """
+    import math
+
+    from fluidgate.planning.capacity import CapacityError, find_capacity
+    from fluidgate.planning.parallel import RayUnavailable, default_workers
+
+    if not (math.isfinite(growth) and growth > 0):
+        _fail(f"error: --growth must be a positive number, not {growth}")
+    if min_r_star is not None and not math.isfinite(min_r_star):
+        _fail("error: --min-r-star must be a finite number")
+    policy = _load(policy_file)
+    _check_targets([json_out], policy_file)
+    ex = _executor(ray, workers, min(4, default_workers()))
+    err = Console(stderr=True)
+    try:
+        with err.status("searching", spinner="dots") if err.is_terminal else _null():
+            answer = find_capacity(policy, growth, min_r_star, ex)
+    except RayUnavailable as exc:
+        _fail(f"error: {exc}")
+    except CapacityError as exc:
+        _fail(f"error: {exc}", EXIT_SOLVER)
+    if json_out is not None:
+        from fluidgate.planning.report import capacity_json
+
+        _write(json_out, capacity_json(answer), [policy_file])
+    from fluidgate.planning.report import render_capacity
+
+    out = Console(highlight=False, soft_wrap=True)
+    render_capacity(answer, policy, out)
+    if answer.gpus is None or not answer.meets_floor:
+        raise typer.Exit(EXIT_INFEASIBLE)
+
+
+def _null() -> object:
+    import contextlib
+
+    return contextlib.nullcontext()
