@@ -618,6 +618,7 @@ def mount_planning() -> None:
     """Add `sweep` and `capacity` (idempotent, like `mount_simulator`)."""
     from fluidgate.planning import cli as planning
 
+    mount_simulator()  # first, so `fluidgate --help` lists commands in one order
     if any(c.name == "sweep" for c in app.registered_commands):
         return
     app.command(name="sweep", short_help="Re-solve along one or two varied parameters.",
