@@ -128,6 +128,7 @@ def test_spec_values(policy) -> None:  # type: ignore[no-untyped-def]
     assert v.kind is Kind.SLO and v.values == (0.018, 0.0185, 0.019, 0.0195, 0.02)
     assert parse_vary("abandonment(all) 5%, 10%", policy).values == (0.05, 0.1)
     assert parse_vary("price(input) x1, x2", policy).kind is Kind.PRICE
+    assert parse_vary("gpus 400..600 step 50", policy).values == (400, 450, 500, 550, 600)
 
 
 def test_local_processes_match_in_process(policy) -> None:  # type: ignore[no-untyped-def]

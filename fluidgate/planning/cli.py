@@ -6,6 +6,7 @@ Input problems end as exit 2, an infeasible answer as 3, a solver failure as 4.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -229,7 +230,5 @@ def capacity(
         raise typer.Exit(EXIT_INFEASIBLE)
 
 
-def _null() -> object:
-    import contextlib
-
+def _null() -> contextlib.AbstractContextManager[None]:
     return contextlib.nullcontext()

@@ -16,8 +16,8 @@ from typing import Any, Protocol, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-RAY_HINT = ("Ray is not installed; install the extra with  pip install 'fluidgate[ray]'  "
-            "(or pip install ray), or leave out --ray to run on local processes")
+RAY_HINT = ("Ray is not installed; install the extra (pip install -e '.[ray]' in the "
+            "fluidgate checkout), or leave out --ray to run on local processes")
 
 
 class RayUnavailable(Exception):

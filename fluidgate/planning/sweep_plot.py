@@ -34,6 +34,12 @@ def _display(v: Vary, x: float) -> float:
     return x if v.kind.value in ("rate", "price", "gpus") else x / v.unit_scale
 
 
+def _edges(v: Vary) -> tuple[float, float]:
+    xs = [_display(v, x) for x in v.values]
+    half = (xs[-1] - xs[0]) / (len(xs) - 1) / 2 if len(xs) > 1 else 0.5
+    return xs[0] - half, xs[-1] + half
+
+
 def sweep_plot(result: SweepResult) -> bytes:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
@@ -58,8 +64,7 @@ def sweep_plot(result: SweepResult) -> bytes:
             i, j = divmod(p.index, n1)
             if p.optimal and p.r_star is not None:
                 grid[i][j] = p.r_star
-        extent = (_display(v1, v1.values[0]), _display(v1, v1.values[-1]),
-                  _display(v0, v0.values[0]), _display(v0, v0.values[-1]))
+        extent = (*_edges(v1), *_edges(v0))  # each cell centred on its value
         image = ax.imshow(grid, origin="lower", aspect="auto", extent=extent,
                           cmap="viridis", interpolation="nearest")
         fig.colorbar(image, ax=ax, label="R* per GPU per second (blank: no plan)")

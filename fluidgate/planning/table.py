@@ -71,6 +71,8 @@ def render_sweep(result: SweepResult, console: Console) -> None:
     fresh = sum(p.path == "fresh" for p in result.points)
     units = ", ".join(f"{v.label}" for v in result.varies)
     console.print(f"{len(result.points)} points over {units}: {len(result.points) - failed} "
-                  f"optimal, {failed} without a plan; {fresh} solved fresh, the rest warm. "
-                  "Shadow: R* per GPU per s per unit of looser bound.", markup=False,
-                  highlight=False)
+                  f"optimal, {failed} without a plan; {len(result.points) - fresh} re-solved "
+                  f"warm, {fresh} fresh", markup=False, highlight=False)
+    if shown:
+        console.print("shadow: R* per GPU per second gained per unit of looser bound",
+                      markup=False, highlight=False)

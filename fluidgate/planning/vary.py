@@ -52,8 +52,8 @@ class Kind(StrEnum):
 _UNITS: dict[str, float] = {"": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6,
                             "min": 60.0, "%": 0.01, "/s": 1.0, "req/s": 1.0}
 _TARGET = re.compile(r"\s*([a-z_]+)(?:\(\s*([A-Za-z_][\w.-]*)\s*\))?\s+")
-_VALUE = re.compile(r"\s*(x)?([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(ms|us|µs|min|s|%|/s|"
-                    r"req/s)?(?![A-Za-z/%])\s*")
+_VALUE = re.compile(r"\s*(x)?([-+]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?)\s*"
+                    r"(ms|us|µs|min|s|%|/s|req/s)?(?![A-Za-z/%])\s*")
 _LOWER = {Metric.SERVED, Metric.ADMITTED, Metric.REVENUE}
 
 
