@@ -619,10 +619,14 @@ def mount_planning() -> None:
     from fluidgate.planning import cli as planning
 
     mount_simulator()  # first, so `fluidgate --help` lists commands in one order
+    mount_harness()
     if any(c.name == "sweep" for c in app.registered_commands):
         return
     app.command(name="sweep", short_help="Re-solve along one or two varied parameters.",
-                epilog=_exit_codes(_EXIT_OK, _EXIT_BUG, _EXIT_INPUT))(planning.sweep)
+                epilog=_exit_codes(_EXIT_OK + " (at least one point has a plan)", _EXIT_BUG,
+                                   _EXIT_INPUT, "3  no point has a plan (all infeasible)",
+                                   "4  a point's solve failed or was not verified"))(
+                                       planning.sweep)
     app.command(name="capacity", short_help="The fewest GPUs that meet every hard SLO.",
                 epilog=_exit_codes(_EXIT_OK, _EXIT_BUG, _EXIT_INPUT,
                                    "3  no GPU count meets the SLOs (or --min-r-star)",

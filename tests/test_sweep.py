@@ -168,3 +168,5 @@ def test_cli_sweep_writes_points_in_order(tmp_path) -> None:  # type: ignore[no-
     assert len(lines) == 5 and lines[1].startswith("21 ms,infeasible,,")
     bad = CliRunner().invoke(cli.app, ["sweep", str(SLO_POLICY), "--vary", "tpot 1ms..2ms"])
     assert bad.exit_code == 2 and "column 14" in bad.output
+    none = CliRunner().invoke(cli.app, ["sweep", str(SLO_POLICY), "--vary", "tpot 18ms, 19ms"])
+    assert none.exit_code == 3 and none.output.count("infeasible") == 2

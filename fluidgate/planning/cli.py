@@ -132,6 +132,10 @@ def sweep(
     from fluidgate.planning.sweep import to_csv, to_json
 
     ex = _executor(ray, workers, 1)
+    try:
+        ex.workers  # noqa: B018  (with --ray: connect now, so a bad address fails first)
+    except RayUnavailable as exc:
+        _fail(f"error: {exc}")
     result = _run(policy, varies, ex, quiet)
     if isinstance(result, RayUnavailable):
         _fail(f"error: {result}")
@@ -153,6 +157,10 @@ def sweep(
         for target in (json_out, csv_out, plot):
             if target is not None:
                 out.print(f"written to {target}", markup=False, highlight=False)
+    if any(p.status not in ("optimal", "infeasible") for p in result.points):
+        raise typer.Exit(EXIT_SOLVER)
+    if not any(p.optimal for p in result.points):
+        raise typer.Exit(EXIT_INFEASIBLE)
 
 
 def _run(policy: Policy, varies: list[Vary], ex: Executor,

@@ -25,7 +25,8 @@ class RayUnavailable(Exception):
 
 
 class Executor(Protocol):
-    workers: int
+    @property
+    def workers(self) -> int: ...
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]: ...
 
@@ -65,8 +66,15 @@ class RayExecutor:
 
     def __init__(self, address: str, workers: int | None = None) -> None:
         self.address = address
-        self.workers = workers or 0  # 0: the cluster's CPU count, asked at `map`
+        self._workers = workers or 0  # 0: the cluster's CPU count, asked when first needed
         self._ray: Any = None
+
+    @property
+    def workers(self) -> int:
+        """How many tasks to cut the work into (connects to the cluster to ask, once)."""
+        if not self._workers:
+            self._init()
+        return self._workers
 
     def _init(self) -> Any:
         if self._ray is not None:
@@ -78,16 +86,16 @@ class RayExecutor:
         if not ray.is_initialized():
             try:
                 if self.address == "local":
-                    ray.init(num_cpus=max(1, self.workers or 1), include_dashboard=False,
+                    ray.init(num_cpus=max(1, self._workers or 1), include_dashboard=False,
                              log_to_driver=False)
                 else:
                     ray.init(address=self.address, log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise RayUnavailable(f"cannot reach the Ray cluster at '{self.address}': "
                                      f"{exc}") from None
-        if not self.workers:
+        if not self._workers:
             resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
-            self.workers = max(1, int(resources.get("CPU", 1)))
+            self._workers = max(1, int(resources.get("CPU", 1)))
         self._ray = ray
         return ray
 

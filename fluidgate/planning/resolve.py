@@ -95,7 +95,15 @@ class WarmFamily:
         from fluidgate.metrics import revenue_coefficients
 
         base = self.compiled.matrix
-        same_classes = policy.classes == self.first.classes
+        first = self.first
+        if (policy.cluster != first.cluster or policy.pricing != first.pricing
+                or policy.objective != first.objective or len(policy.slos) != len(first.slos)
+                or [c.name for c in policy.classes] != [c.name for c in first.classes]
+                or any(a.theta != b.theta or a.prompt != b.prompt or a.output != b.output
+                       or a.weight != b.weight
+                       for a, b in zip(policy.classes, first.classes, strict=True))):
+            return None  # not the same LP shape: solved fresh
+        same_classes = policy.classes == first.classes
         if same_classes:  # only SLO bounds differ: unchanged lines keep their rows
             compiler = self.compiler
         else:
