@@ -133,6 +133,8 @@ class WarmFamily:
         violation = self.violation
         extra: list[tuple[int, int]] = []
         for k, row in enumerate(rows):
+            if k < len(self.base_rows) and row is self.base_rows[k]:
+                continue  # the first point's row: already in the arrays
             kept = self.slo_rows.get(k)
             if kept is None:
                 if not row.trivial:
