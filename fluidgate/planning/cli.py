@@ -24,11 +24,12 @@ PolicyArg = Annotated[Path, typer.Argument(hidden=True, show_default=False, meta
 RayOpt = Annotated[str | None, typer.Option(
     "--ray", metavar="auto|ADDRESS", show_default=False,
     help="Run the points on a Ray cluster (auto: the one this machine belongs to; or "
-         "ray://HOST:10001). Needs the [ray] extra. Default: local processes.")]
+         "ray://HOST:10001). Needs the [ray] extra. Default: this machine (see -j).")]
 WorkersOpt = Annotated[int | None, typer.Option(
-    "--workers", "-j", min=1, max=4096, show_default=False,
-    help="Parallel workers (default: 1 for a sweep, which re-solves warm in order; every "
-         "local core for a capacity search; with --ray, the cluster's CPUs).")]
+    "--workers", "-j", min=1, max=4096, show_default=False, metavar="N",
+    help="Parallel workers: local processes, or Ray tasks with --ray (default: 1 for a "
+         "sweep, which then re-solves warm in this process; up to 4 local cores for a "
+         "capacity search; with --ray, the cluster's CPUs).")]
 
 
 def _fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
