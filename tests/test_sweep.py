@@ -170,3 +170,41 @@ def test_cli_sweep_writes_points_in_order(tmp_path) -> None:  # type: ignore[no-
     assert bad.exit_code == 2 and "column 14" in bad.output
     none = CliRunner().invoke(cli.app, ["sweep", str(SLO_POLICY), "--vary", "tpot 18ms, 19ms"])
     assert none.exit_code == 3 and none.output.count("infeasible") == 2
+
+
+@pytest.mark.parametrize("spec", ["tpot 20ms, 31ms", "rate x0.7, x1.3",
+                                  "price(input) x0.5, x3", "abandonment(all) 10%, 35%"])
+def test_patched_arrays_are_the_compiled_ones(spec) -> None:  # type: ignore[no-untyped-def]
+    """What a warm point solves is exactly the LP a fresh build compiles (a widened
+    pattern holds explicit zeros, so compare dense)."""
+    import numpy as np
+
+    from bench.generate import generate, policy_text
+    from fluidgate.formulations.fluid_lp import build_fluid_lp
+    from fluidgate.formulations.matrix import compile_matrix
+    from fluidgate.formulations.slo import add_slos
+    from fluidgate.planning.resolve import WarmFamily
+
+    pol = parse_policy(policy_text(generate(6, seed=5, slos=True)) + "\n").policy
+    v = parse_vary(spec, pol)
+    first, second = (apply_vary(pol, v, x) for x in v.values)
+    fam = WarmFamily(first)
+    fam._build()
+    patched = fam._patch(second)
+    assert patched is not None
+    lp = build_fluid_lp(second)
+    add_slos(lp)
+    fresh = compile_matrix(lp).matrix
+    got = patched[0]
+
+    def dense(m):  # type: ignore[no-untyped-def]
+        out = np.zeros(m.A.shape)
+        cols = np.repeat(np.arange(m.A.shape[1]), np.diff(m.A.indptr))
+        out[m.A.indices, cols] = m.A.data
+        return out
+
+    assert fam.compiled.columns == compile_matrix(lp).columns
+    np.testing.assert_array_equal(got.c, fresh.c)
+    np.testing.assert_array_equal(got.row_lower, fresh.row_lower)
+    np.testing.assert_array_equal(got.row_upper, fresh.row_upper)
+    np.testing.assert_allclose(dense(got), dense(fresh), rtol=1e-15, atol=0)
