@@ -8,7 +8,8 @@ mixed engine (or buffers it until a slot frees) and the second step streams the 
 
 Outcomes, each a status the client can tell apart: 200 served; 429 `abandoned` when the
 request's patience (`X-Fluidgate-Patience`, model seconds, else a draw from the class's
-mean) runs out while it waits for prefill or for a decode slot; 400 for a malformed body or
+mean) runs out while it waits for prefill or for a decode slot (an in-stream error event
+of type `abandoned` once the prefill's token has been streamed); 400 for a malformed body or
 an unknown class and 503 when no mixed engine is up (both `rejected`); 502 `engine_failed`
 when its engine fails under it (a stream already started just ends without `[DONE]`).
 A failed request is told to the controller as having left, so its counts stay true. A
@@ -30,7 +31,15 @@ from fluidgate.controllers.runtime import Controller, Placement, Pool
 from fluidgate.controllers.spec import ControllerSpec
 from fluidgate.harness.backends import Backend, Backends
 from fluidgate.harness.gateway_metrics import GatewayMetrics, Outcome
-from fluidgate.harness.protocol import Api, BadRequest, Request, error_body, parse_request
+from fluidgate.harness.protocol import (
+    Api,
+    BadRequest,
+    Request,
+    chunk_payload,
+    error_body,
+    parse_request,
+    sse,
+)
 
 CLASS_HEADER = "X-Fluidgate-Class"
 PATIENCE_HEADER = "X-Fluidgate-Patience"
@@ -129,12 +138,22 @@ class Gateway:
             self._prefill_wait.pop(adm.ticket).set_result(engine)
 
     def _dispatch_decodes(self, pool: Pool) -> None:
+        started = False
         while (engine := self.backends.decode_engine(pool)) is not None:
             adm = self.ctl.next_decode(pool)
             if adm is None:
-                return
+                break
             engine.decoding += 1
+            started = True
             self._decode_wait.pop(adm.ticket).set_result(engine)
+        if started:  # the gate may hold prefill slots idle while decodes wait: ask again
+            self._dispatch_prefills()
+
+    def _left(self, ticket: int) -> None:
+        """The controller's `on_abandon`, then the gate is asked again (it may have held a
+        slot for the decodes this one was waiting behind)."""
+        self.ctl.on_abandon(ticket)
+        self._dispatch_prefills()
 
     @staticmethod
     def _register(waiters: dict[int, asyncio.Future[Backend]], ticket: int
@@ -216,27 +235,35 @@ class Gateway:
             kv = await self._prefill(engine, path, req)
             if kv is None:
                 live = False
-                self.ctl.on_abandon(ticket)
+                self._left(ticket)
                 self.metrics.outcome(cls, Outcome.FAILED)
                 return _error(502, "the prefill engine failed", "engine_failed")
+            early = await self._first_token(request, req, ticket)
             where = self.ctl.place_decode(ticket, self.backends.free_decode(Pool.SOLO),
                                           self.backends.free_decode(Pool.MIXED))
             if where.waits:
                 fut = self._register(self._decode_wait, ticket)
                 engine_d = await self._wait(fut, self._decode_wait, ticket, deadline)
                 if engine_d is None:
+                    if early is not None:  # the status is sent: say it in the stream
+                        await self._relay(early[0], sse({"error": {
+                            "message": "patience ran out waiting for a decode slot",
+                            "type": "abandoned", "code": 429}}))
+                        await self._relay(early[0], b"")
+                        return early[0]
                     return self._abandon(ticket, cls, "a decode slot")
             else:
                 engine_d = self.backends.decode_engine(Pool(where.value))
                 assert engine_d is not None and where is not Placement.LOCAL
                 engine_d.decoding += 1
             live = False
-            return await self._decode(request, engine_d, path, req, kv, ticket, cls, arrived)
+            return await self._decode(request, engine_d, path, req, kv, ticket, cls, arrived,
+                                      early)
         finally:
             if live:  # the client went away while it waited: it left
                 self._prefill_wait.pop(ticket, None)
                 self._decode_wait.pop(ticket, None)
-                self.ctl.on_abandon(ticket)
+                self._left(ticket)
                 self.metrics.outcome(cls, Outcome.ABANDONED)
 
     def _abandon(self, ticket: int, cls: int, what: str) -> web.Response:
@@ -274,8 +301,25 @@ class Gateway:
             engine.prefilling = False
             self._dispatch_prefills()
 
+    async def _first_token(self, request: web.Request, req: Request, ticket: int
+                           ) -> tuple[web.StreamResponse, float] | None:
+        """Stream the prefill's token at once (a streamed request of 2+ tokens), so TTFT is
+        the end of the prefill, as the simulator and the LP count it; the decode engine then
+        generates the other `max_tokens − 1`. None when nothing was sent."""
+        if not req.stream or req.max_tokens < 2:
+            return None
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache"})
+        try:
+            await resp.prepare(request)
+        except (ConnectionError, RuntimeError):
+            return None
+        await self._relay(resp, sse(chunk_payload(req.api, f"gw-{ticket}", 1, None)))
+        return resp, asyncio.get_running_loop().time()
+
     async def _decode(self, request: web.Request, engine: Backend, path: str, req: Request,
-                      kv: dict[str, Any], ticket: int, cls: int, arrived: float
+                      kv: dict[str, Any], ticket: int, cls: int, arrived: float,
+                      early: tuple[web.StreamResponse, float] | None
                       ) -> web.StreamResponse:
         """The second step on `engine`, relayed to the client; the controller is told how
         it ended (finished, failed, or left when the client went away)."""
@@ -284,6 +328,9 @@ class Gateway:
         body = dict(req.body, kv_transfer_params=kv)
         resp: web.StreamResponse | None = None
         first = last = 0.0
+        if early is not None:
+            resp, first = early
+            body["max_tokens"] = req.max_tokens - 1
         outcome = Outcome.FAILED
         try:
             async with self._session.post(engine.url + path, json=body) as r:
@@ -295,9 +342,10 @@ class Gateway:
                     resp = web.Response(body=data, content_type="application/json")
                     outcome = Outcome.SERVED
                 else:
-                    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                                       "Cache-Control": "no-cache"})
-                    await resp.prepare(request)
+                    if resp is None:
+                        resp = web.StreamResponse(headers={
+                            "Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+                        await resp.prepare(request)
                     tail = b""
                     async for data in r.content.iter_any():
                         last = loop.time()
@@ -323,7 +371,7 @@ class Gateway:
                                  (last - first) * self.scale / max(req.max_tokens - 1, 1)
                                  if req.stream else None)
         else:
-            self.ctl.on_abandon(ticket)
+            self._left(ticket)
         if resp is None or (outcome is Outcome.FAILED and not resp.prepared):
             return _error(502, "the decode engine failed", "engine_failed")
         return resp

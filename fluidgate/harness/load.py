@@ -130,27 +130,33 @@ class LoadRun:
                     rec.outcome = Outcome.ABANDONED.value
                 elif r.status in (400, 503):
                     rec.outcome = Outcome.REJECTED.value
-                elif r.status == 200 and await self._read_stream(r, rec):
-                    rec.outcome = Outcome.SERVED.value
+                elif r.status == 200:
+                    rec.outcome = (await self._read_stream(r, rec)).value
         except (aiohttp.ClientError, TimeoutError, ValueError):
             pass  # stays failed
 
-    async def _read_stream(self, r: aiohttp.ClientResponse, rec: RequestRecord) -> bool:
+    async def _read_stream(self, r: aiohttp.ClientResponse, rec: RequestRecord) -> Outcome:
+        """Served for a complete stream; abandoned for an in-stream 'abandoned' error (the
+        first token was already sent); failed for anything else."""
         async for raw in r.content:
             line = raw.strip()
             if not line.startswith(b"data: "):
                 continue
             if line == b"data: [DONE]":
                 rec.finish = rec.send + rec.chunks[-1][0] if rec.chunks else None
-                return rec.tokens == rec.output
-            n = json.loads(line[6:]).get("fluidgate", {}).get("tokens", 0)
+                return Outcome.SERVED if rec.tokens == rec.output else Outcome.FAILED
+            event = json.loads(line[6:])
+            error = event.get("error")
+            if isinstance(error, dict):
+                return Outcome.ABANDONED if error.get("type") == "abandoned" else Outcome.FAILED
+            n = event.get("fluidgate", {}).get("tokens", 0)
             if n:
                 t = self._now() - rec.send
                 if rec.ttft is None:
                     rec.ttft = t
                 rec.chunks.append((t, int(n)))
                 rec.tokens += int(n)
-        return False
+        return Outcome.FAILED
 
 
 def jsonl(records: list[RequestRecord]) -> str:
