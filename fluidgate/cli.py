@@ -23,6 +23,8 @@ from fluidgate.textsafe import safe_text
 from fluidgate.wording import plural
 
 if TYPE_CHECKING:  # the CLI imports stages lazily; these are for annotations only
+    from rich.progress import Progress
+
     from fluidgate.conflict import Conflict
     from fluidgate.controllers.spec import ControllerSpec
     from fluidgate.model import Policy
@@ -220,19 +222,21 @@ def solve(
 
     for w in warnings:
         _say(_stderr(), w.render(policy.source_text))
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    err = _stderr()
-    bar = Progress("[progress.description]{task.description}", BarColumn(),
-                   MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True,
-                   disable=quiet or not err.is_terminal)  # piped: no bar, no blank line
-    task = bar.add_task("infeasible: finding the SLOs that conflict and how far to move "
-                        "them", total=None)
+    bars: list[Progress] = []  # only an infeasible policy ever shows the bar: made then
 
     def on_progress(done: int, total: int) -> None:
-        if not bar.live.is_started:  # only an infeasible policy ever shows the bar
-            bar.start()
-        bar.update(task, completed=done, total=total)
+        if not bars:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            err = _stderr()
+            bars.append(Progress(
+                "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), console=err, transient=True,
+                disable=quiet or not err.is_terminal))  # piped: no bar, no blank line
+            bars[0].add_task("infeasible: finding the SLOs that conflict and how far to "
+                             "move them", total=None)
+            bars[0].start()
+        bars[0].update(bars[0].task_ids[0], completed=done, total=total)
 
     try:
         sol = solve_policy(policy, solver, SolveOptions(time_limit=time_limit, method=method),
@@ -242,7 +246,8 @@ def solve(
     except PolicyError as exc:
         _policy_error(exc)
     finally:
-        bar.stop()
+        for bar in bars:
+            bar.stop()
     if json_out is not None:
         _write_json(sol, json_out, _inputs(policy, policy_file))
     if sol.optimal and controller_out is not None:

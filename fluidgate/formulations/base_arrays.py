@@ -93,8 +93,9 @@ def base_lp(policy: Policy) -> tuple[FluidLP, CompiledLP]:
 
     columns: list[tuple[str, object]] = [("", None)] * n_cols
     for var, idx in index.items():
+        name = var.value
         for k in np.flatnonzero(idx >= 0).tolist():
-            columns[int(idx[k])] = (var.value, k)
+            columns[int(idx[k])] = (name, k)
     refs = [RowRef("one_prefill_per_gpu", None), RowRef("mixed_decode_slots", None),
             RowRef("solo_decode_slots", None)]
     refs += [RowRef("prefill_balance", i) for i in range(n)]
