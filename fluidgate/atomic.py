@@ -86,6 +86,8 @@ def _plan(raw: str, inputs: Sequence[str | os.PathLike[str]], allow_stdout: bool
         return _Plan(_How.STDOUT, Path(raw), "standard output")
     if not raw.strip():
         raise OutputError("the output path is empty; name a file")
+    if "\x00" in raw:  # no file can have this name; os calls would raise ValueError
+        raise OutputError(f"the output path {safe_quoted(raw)} contains a NUL character")
     target = Path(raw)
     shown = safe_quoted(raw)
     _refuse_inputs(target, inputs, shown)

@@ -72,6 +72,8 @@ def read_input(path: str | os.PathLike[str], kind: InputKind) -> bytes:
     if not raw:
         raise ReadError(f"the {kind.noun} path is empty")
     shown = safe_quoted(raw)
+    if "\x00" in raw:  # the OS cannot name such a file; os.stat would raise ValueError
+        raise ReadError(f"{kind.noun} path {shown} contains a NUL character")
     try:
         info = os.stat(raw)
     except FileNotFoundError:
