@@ -475,7 +475,7 @@ def export(
     try:
         chosen = check_request(target, out, force, [source])
         if source.suffix == ".sli":
-            spec, inputs = _solved_spec(source, solver)
+            spec, inputs = solved_spec(source, solver)
         else:
             spec, inputs = read_spec(source), [source]
         outcome = deliver(spec, chosen, out, force, inputs, str(source))
@@ -487,8 +487,9 @@ def export(
         _stderr().print(outcome.stderr.rstrip("\n"), markup=False)
 
 
-def _solved_spec(policy_file: Path, solver: SolverName) -> tuple[ControllerSpec, list[Path]]:
-    """Solve a policy for `export` and build its spec; exits 2, 3 or 4 as `solve` would."""
+def solved_spec(policy_file: Path, solver: SolverName) -> tuple[ControllerSpec, list[Path]]:
+    """Solve a policy and build its spec, for every command that takes a policy where a spec
+    will do (export, simulate, validate, harness); exits 2, 3 or 4 as `solve` would."""
     from fluidgate.controllers.build import build_spec
     from fluidgate.controllers.spec import SpecError
     from fluidgate.pipeline import solve_policy

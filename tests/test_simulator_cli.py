@@ -112,3 +112,20 @@ def test_validate_refuses_bad_options(args: list[str], message: str) -> None:
     res = RUN.invoke(app, ["validate", str(EXAMPLES / "two_class.sli"), *args])
     assert res.exit_code == 2
     assert message in res.output
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "docs"
+
+
+def test_validate_of_an_infeasible_policy_exits_3_naming_the_conflict() -> None:
+    """The policy path goes through the same solve-to-spec step as `export`: exit 3 with the
+    conflicting lines, not a pointer to another command."""
+    res = RUN.invoke(app, ["validate", str(FIXTURES / "two_conflicts.sli"), "--quick"])
+    assert res.exit_code == 3
+    assert "conflict" in res.output and "nearest feasible bound" in res.output
+
+
+def test_validate_with_an_unknown_solver_exits_2() -> None:
+    res = RUN.invoke(app, ["validate", str(EXAMPLES / "two_class.sli"), "--solver", "cplex"])
+    assert res.exit_code == 2
+    assert "unknown solver 'cplex'" in res.output

@@ -21,26 +21,9 @@ SCHEMA = "fluidgate.harness/v1"
 
 
 def solve_to_spec(policy_file: Path) -> Any:
-    from fluidgate.controllers.build import build_spec
-    from fluidgate.controllers.spec import SpecError
-    from fluidgate.diagnostics import PolicyError
-    from fluidgate.pipeline import solve_policy
-    from fluidgate.sli_dsl.loader import load_policy
-    from fluidgate.solvers.base import SolverUnavailable
+    from fluidgate.cli import SolverName, solved_spec
 
-    try:
-        sol = solve_policy(load_policy(policy_file).policy, "highs")
-    except PolicyError as exc:
-        fail(exc.render())
-    except SolverUnavailable as exc:
-        fail(f"error: {exc}", EXIT_SOLVER)
-    if not sol.optimal:
-        fail(f"error: {policy_file}: the policy has no optimal plan ({sol.status.value}); run "
-             "`fluidgate solve` on it for the reason", EXIT_INFEASIBLE)
-    try:
-        return build_spec(sol, policy_file)
-    except SpecError as exc:
-        fail(f"error: {exc}")
+    return solved_spec(policy_file, SolverName.HIGHS)[0]
 
 
 def _out_dir(out: Path) -> Path:

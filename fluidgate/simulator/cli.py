@@ -227,30 +227,14 @@ def _parse_sizes(text: str) -> tuple[int, ...]:
 
 
 def _solve_to_spec(policy_file: Path, solver: str) -> ControllerSpec:
-    from fluidgate.controllers.build import build_spec
-    from fluidgate.controllers.spec import SpecError
-    from fluidgate.diagnostics import PolicyError
-    from fluidgate.pipeline import solve_policy
-    from fluidgate.sli_dsl.loader import load_policy
-    from fluidgate.solvers.base import SolverUnavailable
-    from fluidgate.solvers.registry import SOLVER_NAMES
+    from fluidgate.cli import SolverName, solved_spec
 
-    if solver.lower() not in SOLVER_NAMES:
-        _fail(f"error: unknown solver '{solver}'; choose one of {', '.join(SOLVER_NAMES)}")
     try:
-        policy = load_policy(policy_file).policy
-        sol = solve_policy(policy, solver)
-    except PolicyError as exc:
-        _fail(exc.render())
-    except SolverUnavailable as exc:
-        _fail(f"error: {exc}", EXIT_SOLVER)
-    if not sol.optimal:
-        _fail(f"error: {policy_file}: the policy has no optimal plan ({sol.status.value}); "
-              "run `fluidgate solve` on it for the reason", EXIT_INFEASIBLE)
-    try:
-        return build_spec(sol, policy_file)
-    except SpecError as exc:
-        _fail(f"error: {exc}")
+        chosen = SolverName(solver.lower())
+    except ValueError:
+        _fail(f"error: unknown solver '{solver}'; choose one of "
+              f"{', '.join(s.value for s in SolverName)}")
+    return solved_spec(policy_file, chosen)[0]
 
 
 def _study_with_progress(spec: ControllerSpec, opts: StudyOptions) -> list[RunRecord]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fluidgate.controllers.export.base import ExportError, ExportResult, Target
 from fluidgate.controllers.export.registry import export_spec, parse_target, target_names
-from fluidgate.controllers.spec import ControllerSpec, SpecError, parse_spec
+from fluidgate.controllers.spec import ControllerSpec, SpecError
 
 
 class ExportInputError(Exception):
@@ -28,14 +28,11 @@ class ExportOutcome:
 
 
 def read_spec(path: Path) -> ControllerSpec:
-    from fluidgate.reads import InputKind, ReadError, read_text_input
+    """The spec at `path`, read and validated by the one spec loader (`load_spec`)."""
+    from fluidgate.controllers.spec import load_spec
 
     try:
-        text = read_text_input(path, InputKind.SPEC)
-    except ReadError as exc:
-        raise ExportInputError(str(exc)) from None
-    try:
-        return parse_spec(text, origin=str(path))
+        return load_spec(path)
     except SpecError as exc:
         raise ExportInputError(str(exc)) from None
 
