@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -31,8 +29,11 @@ from typing import Any
 if __name__ == "__main__" and not __package__:  # `python bench/decisions.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import numba
 import numpy as np
 
+from bench.records import OVERWRITE_HELP, refuse_existing, write_record
+from bench.run import machine_info
 from fluidgate.controllers import rules
 from fluidgate.controllers.runtime import Controller
 from fluidgate.controllers.spec import ControllerSpec, RouterRule
@@ -120,20 +121,6 @@ def compiled_rates(k: int, n: int) -> tuple[float, float]:
     return gate_rate, n / (time.perf_counter() - start)
 
 
-def machine() -> dict[str, Any]:
-    cpu = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        with cpuinfo.open(encoding="utf-8") as fh:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")),
-                       "")
-    import numba
-
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
-            "python": platform.python_version(), "numpy": np.__version__,
-            "numba": numba.__version__, "host": platform.node()}
-
-
 def median_of(runs: int, fn: Callable[[], float]) -> float:
     return statistics.median(fn() for _ in range(runs))
 
@@ -143,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=5, help="repetitions per measurement")
     ap.add_argument("--cycles", type=int, default=20_000, help="lifecycles per Python run")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
+    ap.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     args = ap.parse_args(argv)
+    if args.out:
+        refuse_existing(ap, args.out, args.overwrite)  # before measuring
     started = dt.datetime.now(dt.UTC)
     load_start = list(os.getloadavg())
     results: list[dict[str, Any]] = []
@@ -168,10 +158,11 @@ def main(argv: list[str] | None = None) -> int:
           "on_arrival)")
     if args.out:
         payload = {"schema": SCHEMA, "started": started.isoformat(timespec="seconds"),
-                   "machine": machine(), "load_at_start": load_start,
+                   "machine": machine_info(), "numba": numba.__version__,
+                   "load_at_start": load_start,
                    "load_at_end": list(os.getloadavg()), "runs": args.runs,
                    "cycles": args.cycles, "results": results}
-        args.out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        write_record(args.out, payload, indent=2)
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
-import json
 import os
 import platform
 import shutil
@@ -56,6 +55,7 @@ from bench.floor import (
     solve_floor,
 )
 from bench.generate import TABLE_FILE, class_table, generate, policy_text
+from bench.records import OVERWRITE_HELP, refuse_existing, write_record
 from bench.report import ms_text
 from fluidgate.solvers.highs import stdout_silenced
 
@@ -421,8 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None,
                     help="results JSON (default bench/results/<date>-<host>.json); an "
                          "existing file is kept unless --overwrite")
-    ap.add_argument("--overwrite", action="store_true",
-                    help="replace --out if it exists (results files are committed records)")
+    ap.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     ap.add_argument("--seed", type=int, default=0, help="seed of the generated policies")
     ap.add_argument("--cold-runs", type=int, default=None,
                     help="fresh processes for the cold start (default 9, 7 with --quick)")
@@ -439,9 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_cold and cold_runs < 1:
         ap.error("--cold-runs must be at least 1")
     out_path: Path = args.out or default_out()
-    if out_path.exists() and not args.overwrite:  # checked before minutes of measuring
-        ap.exit(2, f"error: {out_path} exists (results in bench/results/ are committed "
-                   "records); choose a new --out, or pass --overwrite to replace it\n")
+    refuse_existing(ap, out_path, args.overwrite)  # before minutes of measuring
     started = dt.datetime.now(dt.UTC)
     load_start = os.getloadavg()
     results: list[CaseResult] = []
@@ -486,10 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         "cases": [r.to_json() for r in results],
         "targets": checks,
     }
-    from fluidgate.atomic import write_text_atomic
-
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_path, json.dumps(doc, indent=1) + "\n")
+    write_record(out_path, doc)
 
     for table in results_tables(results):
         console.print(table)

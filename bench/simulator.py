@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +31,7 @@ from typing import Any
 if __name__ == "__main__" and not __package__:  # `python bench/simulator.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.records import OVERWRITE_HELP, refuse_existing, write_record
 from bench.run import machine_info
 from fluidgate.controllers.spec import ControllerSpec
 
@@ -119,11 +120,16 @@ def _version(lib: str) -> str | None:
         return None
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path)
+    ap.add_argument("--out", type=Path,
+                    help="results JSON (default bench/results/simulator-<date>-<host>.json)")
+    ap.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     ap.add_argument("--quick", action="store_true", help="shorter runs, fewer repeats")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    host = socket.gethostname().split(".")[0] or "dev"
+    out: Path = args.out or ROOT / "bench/results" / f"simulator-{dt.date.today()}-{host}.json"
+    refuse_existing(ap, out, args.overwrite)  # before minutes of measuring
     spec = reference_spec()
     repeats = 3 if args.quick else 5
     ctmc = fast_rate(spec, "ctmc", 200.0 if args.quick else 1000.0, repeats)
@@ -143,10 +149,7 @@ def main() -> int:
         "load_average": os.getloadavg(),
         "versions": {lib: _version(lib) for lib in ("numba", "llvmlite", "numpy", "simpy")},
     }
-    host = result["machine"]["hostname"]
-    out = args.out or ROOT / "bench/results" / f"simulator-{dt.date.today()}-{host}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_record(out, result, indent=2)
     print(f"ctmc       {ctmc['median_per_s']:>14,.0f} events/s   (target ≥ 1,000,000)")
     print(f"iteration  {iteration['median_per_s']:>14,.0f} GPU-iterations/s (target ≥ 1,000,000)")
     print(f"SimPy      {simpy['median_per_s']:>14,.0f} events/s   "

@@ -1,4 +1,4 @@
-"""`bench/run.py --out` never replaces a results file (they are committed records) by accident."""
+"""The benchmarks' `--out` never replaces a results file (a committed record) by accident."""
 
 from __future__ import annotations
 
@@ -7,16 +7,25 @@ from pathlib import Path
 import pytest
 
 
-def test_existing_results_file_is_refused_before_measuring(tmp_path: Path) -> None:
-    from bench.run import main
+@pytest.mark.parametrize(("runner", "args"), [
+    # were the guard missing, each of these would start measuring (and fail the test's time)
+    ("bench.run", ["--no-cold", "--quick"]),
+    ("bench.decisions", ["--runs", "1", "--cycles", "10"]),
+    ("bench.simulator", ["--quick"]),
+])
+def test_existing_results_file_is_refused_before_measuring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], runner: str, args: list[str]
+) -> None:
+    import importlib
 
+    main = importlib.import_module(runner).main
     target = tmp_path / "2026-11-23-dev.json"
     target.write_text('{"recorded": true}\n')
     with pytest.raises(SystemExit) as exc:
-        # --no-cold and a seed: were the guard missing, this would start measuring
-        main(["--out", str(target), "--no-cold", "--quick"])
+        main(["--out", str(target), *args])
     assert exc.value.code == 2
     assert target.read_text() == '{"recorded": true}\n'
+    assert "--overwrite" in capsys.readouterr().err
 
 
 def test_gitignore_hides_generated_files_not_records(tmp_path: Path) -> None:
