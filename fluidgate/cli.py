@@ -193,7 +193,7 @@ def solve(
         = Method.AUTO,
     controller_out: Annotated[str | None, typer.Option(
         "--controller", metavar="FILE", help="Also write the controller spec "
-        "(fluidgate.controller/v1) for the runtime gate and router and the exporters to "
+        "(fluidgate.controller/v2) for the runtime gate and router and the exporters to "
         "FILE; only an optimal, verified plan has one.", show_default=False)] = None,
 ) -> None:
     """Solve a policy's fluid LP (POLICY: a .sli file) and print the optimal plan.
@@ -412,7 +412,7 @@ def _write_controller(sol: Solution, policy_file: Path, target: str,
 def schema(
     name: Annotated[SchemaName, typer.Argument(
         case_sensitive=False, metavar="DOCUMENT",
-        help="controller (fluidgate.controller/v1, from solve --controller), solution "
+        help="controller (fluidgate.controller/v2, from solve --controller), solution "
         "(fluidgate.solution/v1, from solve --json) or calibration "
         "(fluidgate.calibration/v1, from calibrate fit).",
         show_default=False)],
@@ -444,7 +444,7 @@ def schema(
                  "4  POLICY only: the solver is unavailable or failed"))
 def export(
     source: Annotated[Path, typer.Argument(
-        help="A controller spec (fluidgate.controller/v1 JSON, from solve --controller), or "
+        help="A controller spec (fluidgate.controller/v2 JSON, from solve --controller), or "
              "a policy (.sli) to solve first.", show_default=False, metavar="SPEC|POLICY")],
     target: Annotated[str, typer.Option(
         "--target", "-t", metavar="TARGET", show_default=False,

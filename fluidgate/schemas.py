@@ -12,7 +12,7 @@ from typing import Any
 
 
 class SchemaName(StrEnum):
-    CONTROLLER = "controller"  # fluidgate.controller/v1: the spec the runtime reads
+    CONTROLLER = "controller"  # fluidgate.controller/v2: the spec the runtime reads
     SOLUTION = "solution"  # fluidgate.solution/v1: `fluidgate solve --json`
     CALIBRATION = "calibration"  # fluidgate.calibration/v1: `fluidgate calibrate fit`
 
@@ -49,13 +49,13 @@ def check_document(name: SchemaName, path: Path) -> str:
     """Validate the file at `path` as a `name` document with the loader fluidgate itself uses;
     returns a one-line summary, raises `DocumentError` saying what is wrong."""
     if name is SchemaName.CONTROLLER:
-        from fluidgate.controllers.spec import SpecError, load_spec
+        from fluidgate.controllers.spec import SCHEMA_ID, SpecError, load_spec
 
         try:
             spec = load_spec(path)
         except SpecError as exc:
             raise DocumentError(str(exc)) from None
-        return (f"{path}: valid fluidgate.controller/v1 ({len(spec.classes)} classes, "
+        return (f"{path}: valid {SCHEMA_ID} ({len(spec.classes)} classes, "
                 f"{spec.cluster.mixed_gpus} mixed + {spec.cluster.solo_gpus} solo GPUs)")
     if name is SchemaName.CALIBRATION:
         from fluidgate.calibration.schema import CalibrationError, load_calibration

@@ -48,7 +48,7 @@ def make_spec(classes: list[Cls], gate: GateRule = GateRule.OCCUPANCY_DEFICIT,
             predicted=ClassPrediction(arrivals=5.0, admitted=4.0, served=4.0, abandonment=0.2,
                                       wait=0.5, ttft=0.6, tpot=0.03)))
     return ControllerSpec(
-        schema="fluidgate.controller/v1", generator="fluidgate test",
+        schema="fluidgate.controller/v2", generator="fluidgate test",
         policy=PolicySource(name="hand-made", path="hand-made.sli", sha256="0" * 64),
         solver=SolverInfo(name="none", status="optimal"),
         pricing="bundled" if gate is GateRule.OCCUPANCY_DEFICIT else "separate",

@@ -27,7 +27,8 @@ def spec_of(raw: dict[str, Any]) -> ControllerSpec:
 
 
 def three_classes(ranks: tuple[int, int, int] = (3, 1, 2), **top: Any) -> dict[str, Any]:
-    """The reference with a third class; class names a, b, c get `ranks` in that order."""
+    """The reference with a third class; class names a, b, c get `ranks` in that order (and
+    the default classification: the reference's rules name its own classes)."""
     raw = reference_raw()
     base = raw["classes"][1]
     classes = []
@@ -36,6 +37,7 @@ def three_classes(ranks: tuple[int, int, int] = (3, 1, 2), **top: Any) -> dict[s
         c["name"], c["priority"] = name, rank
         classes.append(c)
     raw["classes"] = classes
+    del raw["classification"]
     raw.update(top)
     return raw
 

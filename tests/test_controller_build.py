@@ -120,7 +120,7 @@ def _mutated(change: str) -> str:
     _, spec = _spec()
     doc = json.loads(dump_spec(spec))
     if change == "version":
-        doc["schema"] = "fluidgate.controller/v2"
+        doc["schema"] = "fluidgate.controller/v3"
     elif change == "missing":
         del doc["classes"][1]["p_solo"]
     elif change == "negative":
@@ -129,7 +129,7 @@ def _mutated(change: str) -> str:
 
 
 @pytest.mark.parametrize(("change", "field"), [
-    ("version", "fluidgate.controller/v1"), ("missing", "classes[1].p_solo"),
+    ("version", "fluidgate.controller/v2"), ("missing", "classes[1].p_solo"),
     ("negative", "cluster.mixed_gpus"),
 ])
 def test_bad_specs_are_rejected_naming_the_field(change: str, field: str,

@@ -60,7 +60,7 @@ def test_unknown_target_lists_the_targets() -> None:
 
 
 @pytest.mark.parametrize(("edit", "field"), [
-    (lambda r: r.update(schema="fluidgate.controller/v2"), "schema"),
+    (lambda r: r.update(schema="fluidgate.controller/v3"), "schema"),
     (lambda r: r["cluster"].pop("mixed_gpus"), "cluster.mixed_gpus"),
     (lambda r: r["cluster"].update(solo_gpus=-1), "cluster.solo_gpus"),
     (lambda r: r["classes"][0].update(p_solo="NaN"), "classes[0].p_solo"),

@@ -139,7 +139,7 @@ def test_killing_an_engine_loses_no_request(spec: ControllerSpec) -> None:
 def test_bad_requests_and_metrics(spec: ControllerSpec) -> None:
     async def body() -> None:
         async with cluster(spec, scale=10.0) as (url, _, _gw), aiohttp.ClientSession() as s:
-            for headers, data in [({}, b'{"prompt_tokens": 5}'),
+            for headers, data in [({}, b'{"prompt_tokens": 5, "model": 7}'),
                                   ({"X-Fluidgate-Class": "nope"}, b'{"prompt_tokens": 5}'),
                                   ({"X-Fluidgate-Class": "decode_heavy"}, b"{oops"),
                                   ({"X-Fluidgate-Class": "decode_heavy",

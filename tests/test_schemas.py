@@ -27,7 +27,8 @@ def test_schema_command_prints_a_valid_schema(name: SchemaName) -> None:
     assert res.exit_code == 0
     printed = json.loads(res.output)
     assert printed == json_schema(name)
-    assert printed["$id"] == f"fluidgate.{name.value}/v1"
+    version = "v2" if name is SchemaName.CONTROLLER else "v1"  # v2: classification rules
+    assert printed["$id"] == f"fluidgate.{name.value}/{version}"
     jsonschema.Draft202012Validator.check_schema(printed)
 
 

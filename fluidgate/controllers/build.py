@@ -1,6 +1,6 @@
-"""Build the controller spec (`fluidgate.controller/v1`) from an optimal, verified plan.
+"""Build the controller spec (`fluidgate.controller/v2`) from an optimal, verified plan.
 
-The LP fixes the targets; three choices around them are the builder's, made here once:
+The LP fixes the targets; four choices around them are the builder's, made here once:
 
 - **Gate.** Bundled pricing: the occupancy-deficit gate (admit the class furthest below its
   prefill target `n·x*`). Separate pricing: static priority by `D/P` (DESIGN.md §4).
@@ -17,25 +17,44 @@ The LP fixes the targets; three choices around them are the builder's, made here
   violated. Solo-first ignores the class when it places a decode, so the per-class mix of
   pools the LP chose to meet such an SLO would be lost. Every other metric depends only on how
   many requests are admitted and completed, which solo-first reaches with the planned pools.
+- **Classification.** A policy names its classes by their traffic, not by what a request
+  carries, so the only rules it implies are prompt-length ranges: each class whose mean
+  prompt no other class shares gets the whole tokens nearer (in log space) to its mean than
+  to a neighbouring mean, the split `planning/derive.py` groups traces by. Classes sharing a
+  mean prompt get no range and are told apart by the `nearest` fallback, which also looks at
+  `max_tokens`. Rules on the `model` name or a header are the operator's to add.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
+import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from fluidgate import __version__
 from fluidgate.controllers.spec import (
+    CLASS_HEADER,
     SCHEMA_ID,
     ControllerSpec,
+    Fallback,
     GateRule,
     RouterRule,
     SpecError,
     spec_from_payload,
 )
 from fluidgate.metrics import Metric, depends_on_placement
-from fluidgate.model import BinOp, Expr, IterationCurve, MetricRef, Neg, SloConstraint
+from fluidgate.model import (
+    BinOp,
+    Expr,
+    IterationCurve,
+    MetricRef,
+    Neg,
+    SloConstraint,
+    WorkloadClass,
+)
 from fluidgate.solution import QUEUE_TOL, ClassSolution, Solution
 
 # Solver round-off below this (relative) is cleaned to the bound it overshoots: a target of
@@ -88,6 +107,33 @@ def choose_router(sol: Solution) -> tuple[RouterRule, str]:
     return RouterRule.SOLO_FIRST, (
         "no binding SLO depends on where decodes run (tpot, spread(decode)), so solo-first "
         "routing reaches the plan's completions")
+
+
+def classification(classes: list[WorkloadClass]) -> dict[str, object]:
+    """The `classification` block: prompt-length ranges (see the module docstring)."""
+    shared = Counter(c.prompt for c in classes)
+    means = sorted(shared)
+    # P < ⌈√(a·b)⌉ ⇔ P < √(a·b) ⇔ log P is nearer log a than log b, for whole tokens P
+    cuts = [math.ceil(math.sqrt(a * b)) for a, b in itertools.pairwise(means)]
+    rules: list[dict[str, object]] = []
+    for c in classes:
+        j = means.index(c.prompt)
+        low = cuts[j - 1] if j > 0 else None
+        high = cuts[j] if j < len(cuts) else None
+        if shared[c.prompt] > 1 or (low is None and high is None) or (
+                low is not None and high is not None and low >= high):
+            continue  # no range tells this class apart: the fallback does
+        rules.append({"class": c.name, "prompt_tokens": {"min": low, "max": high}})
+    told = {r["class"] for r in rules}
+    left = [c.name for c in classes if c.name not in told]
+    reason = (f"the {CLASS_HEADER} header names a class outright; otherwise "
+              + ("prompt-length ranges split at the geometric midpoints of neighbouring mean "
+                 "prompts" if rules else "no prompt-length range separates the classes"))
+    if rules and left:
+        reason += f"; {', '.join(left)}: no range of its own"
+    reason += ("; a request no rule matches goes to the class nearest in log(prompt, "
+               "output), output being max_tokens when the request gives it")
+    return {"rules": rules, "fallback": Fallback.NEAREST.value, "reason": reason}
 
 
 def _clean(v: float, upper: float | None = None) -> float:
@@ -164,6 +210,7 @@ def spec_payload(sol: Solution, policy_path: str | Path) -> dict[str, Any]:
         "router": router.value,
         "router_reason": reason,
         "classes": [_class(sol, i, cs, ranks[i]) for i, cs in enumerate(sol.classes)],
+        "classification": classification(list(pol.classes)),
         "slos": [{
             "label": o.label, "line": o.line, "soft": o.soft, "op": o.op, "bound": o.bound,
             "value": o.value, "binding": o.binding, "shadow_price": o.shadow_price,

@@ -1,4 +1,4 @@
-"""The controller spec (`fluidgate.controller/v1`): the one document that leaves the solver.
+"""The controller spec (`fluidgate.controller/v2`): the one document that leaves the solver.
 
 Everything downstream — the runtime gate and router, the exporters, the simulator, the
 harness — reads this document and nothing else (DESIGN.md §5), so it carries every number
@@ -6,6 +6,10 @@ they need in cluster-wide units and says where it came from (policy hash, solver
 Loading is strict: a spec is configuration for production traffic, so a missing field, a
 NaN, a string where a number belongs or a negative GPU count is an error in words, never
 something coerced quietly. Follows the pattern of `calibration/schema.py`.
+
+Version 2 added `classification` (how a gateway tells a request's class). A v1 document is
+still read: it is the same document without that block, so it gets the default (the class
+header, else the nearest class), and it is written back as v2.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from fluidgate.model import CurveForm
 
-SCHEMA_ID = "fluidgate.controller/v1"
+SCHEMA_ID = "fluidgate.controller/v2"
+SCHEMA_V1 = "fluidgate.controller/v1"  # still read; see the module docstring
+CLASS_HEADER = "X-Fluidgate-Class"  # names the class outright; wins over every rule
 
 # A spec is read by machines in production: unknown keys are typos, not extensions.
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
@@ -42,6 +48,76 @@ class RouterRule(StrEnum):
 
     SOLO_FIRST = "solo-first"  # free solo slot, else free mixed slot, else one FCFS buffer
     SLI_SPLIT = "sli-split"  # solo pool with probability p_solo, each pool with its own buffer
+
+
+class Fallback(StrEnum):
+    """What a request that no rule matches (and that names no class) becomes."""
+
+    NEAREST = "nearest"  # the class nearest in log(prompt, output) (output: max_tokens if given)
+    REJECT = "reject"  # refused: 400 with a JSON error saying it matches no class
+
+
+class TokenRange(BaseModel):
+    """`min ≤ tokens < max`, whole tokens; a missing end is open."""
+
+    model_config = _STRICT
+
+    min: int | None = Field(default=None, ge=0, description="inclusive; null: no lower end")
+    max: int | None = Field(default=None, ge=1, description="exclusive; null: no upper end")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TokenRange:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min >= self.max:
+            raise ValueError(f"min ({self.min}) must be below max ({self.max})")
+        return self
+
+    def holds(self, tokens: int) -> bool:
+        return ((self.min is None or tokens >= self.min)
+                and (self.max is None or tokens < self.max))
+
+
+class HeaderMatch(BaseModel):
+    """A request header with one of these values (names compare without case, values
+    exactly)."""
+
+    model_config = _STRICT
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="an HTTP header name")
+    values: list[str] = Field(min_length=1)
+
+
+class ClassRule(BaseModel):
+    """A request belongs to `class` when every condition given holds (at least one)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True,
+                              populate_by_name=True)
+
+    class_: str = Field(alias="class", min_length=1, description="a class name of `classes`")
+    models: list[str] | None = Field(default=None, min_length=1,
+                                     description="the body's `model` is one of these")
+    header: HeaderMatch | None = None
+    prompt_tokens: TokenRange | None = Field(default=None,
+                                             description="the prompt's length in tokens")
+
+    @model_validator(mode="after")
+    def _has_a_condition(self) -> ClassRule:
+        if self.models is None and self.header is None and self.prompt_tokens is None:
+            raise ValueError("a rule needs at least one of models, header, prompt_tokens "
+                             "(for a default class, use the fallback)")
+        return self
+
+
+class ClassificationSpec(BaseModel):
+    """How a request's class is told: the `X-Fluidgate-Class` header when present, else the
+    first rule that matches, else the fallback."""
+
+    model_config = _STRICT
+
+    rules: list[ClassRule] = Field(default_factory=list, description="tried in order")
+    fallback: Fallback = Fallback.NEAREST
+    reason: str = Field(default="", description="why the builder chose these rules")
 
 
 class PolicySource(BaseModel):
@@ -180,7 +256,7 @@ class ControllerSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True,
                               populate_by_name=True)
 
-    schema_: Literal["fluidgate.controller/v1"] = Field(alias="schema")
+    schema_: Literal["fluidgate.controller/v2"] = Field(alias="schema")
     generator: str = Field(description="the fluidgate version that wrote it")
     policy: PolicySource
     solver: SolverInfo
@@ -193,8 +269,22 @@ class ControllerSpec(BaseModel):
     router: RouterRule
     router_reason: str = Field(default="", description="why the builder chose this router")
     classes: list[ClassSpec] = Field(min_length=1)
+    classification: ClassificationSpec = Field(
+        default_factory=ClassificationSpec, description="how a gateway tells a request's "
+        "class; absent (as in v1): the class header, else the nearest class")
     slos: list[SloSpec] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_v1(cls, data: Any) -> Any:
+        """A v1 document is this one without `classification` (module docstring)."""
+        if isinstance(data, dict) and data.get("schema") == SCHEMA_V1:
+            if "classification" in data:
+                raise ValueError(f"classification needs schema '{SCHEMA_ID}', not "
+                                 f"'{SCHEMA_V1}'")
+            data = {**data, "schema": SCHEMA_ID}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> ControllerSpec:
@@ -205,6 +295,10 @@ class ControllerSpec(BaseModel):
         ranks = sorted(c.priority for c in self.classes)
         if ranks != list(range(1, len(ranks) + 1)):
             raise ValueError("class priorities must be the ranks 1..K, each once")
+        for j, rule in enumerate(self.classification.rules):
+            if rule.class_ not in names:
+                raise ValueError(f"classification.rules[{j}] names class {rule.class_!r}, "
+                                 f"which is not one of the classes ({', '.join(names)})")
         return self
 
     def class_index(self, name: str) -> int:
@@ -238,8 +332,9 @@ def parse_spec(text: str, origin: str = "<spec>") -> ControllerSpec:
     if not isinstance(raw, dict):
         raise SpecError(f"{origin}: must hold a JSON object")
     found = raw.get("schema")
-    if found != SCHEMA_ID:
-        raise SpecError(f"{origin}: schema is {found!r}; expected '{SCHEMA_ID}'")
+    if found not in (SCHEMA_ID, SCHEMA_V1):
+        raise SpecError(f"{origin}: schema is {found!r}; expected '{SCHEMA_ID}' (or "
+                        f"'{SCHEMA_V1}', still read)")
     try:
         return ControllerSpec.model_validate_json(text, strict=True)
     except ValidationError as exc:
@@ -280,7 +375,7 @@ def write_spec(spec: ControllerSpec, path: str | Path,
 
 
 def spec_json_schema() -> dict[str, Any]:
-    """The published JSON Schema of `fluidgate.controller/v1` (generated from the model)."""
+    """The published JSON Schema of `fluidgate.controller/v2` (generated from the model)."""
     schema = ControllerSpec.model_json_schema(by_alias=True, mode="serialization")
     schema["$id"] = SCHEMA_ID
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

@@ -138,7 +138,7 @@ def _urls(values: list[str], option: str) -> list[str]:
 
 def gateway(
     spec_file: Annotated[Path, typer.Argument(metavar="SPEC", show_default=False,
-                                              help="A controller spec (fluidgate.controller/v1)"
+                                              help="A controller spec (fluidgate.controller/v2)"
                                               " for this cluster size.")],
     mixed: Annotated[list[str], typer.Option(help="A mixed (prefill + decode) engine's base "
                                              "URL; repeat it, or separate URLs by commas.",
@@ -153,7 +153,8 @@ def gateway(
 ) -> None:
     """Run the gateway: per-class queues, the spec's gate and router, /metrics.
 
-    Classifies requests by the X-Fluidgate-Class header, admits prefills with the runtime
+    Classifies requests as the spec says (the X-Fluidgate-Class header, else its rules on
+    model, header and prompt length, else the nearest class), admits prefills with the runtime
     gate, places decodes with the router via vLLM's two-step protocol, abandons requests
     whose patience runs out (429), fails over dead engines (502, counted as failed).
     Prometheus metrics on /metrics. Exit 2 on a bad option or file, or a port taken.

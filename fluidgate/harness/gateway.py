@@ -1,7 +1,8 @@
 """The gateway: the runtime gate and router in front of OpenAI-compatible engines.
 
-Each request is classified by its `X-Fluidgate-Class` header (optional when the spec has one
-class), queued per class in the runtime `Controller`, and admitted when a mixed engine's
+Each request is classified as the spec says (`controllers/classify.py`: the class header,
+else rules on model, header or prompt length, else the nearest class or a 400), queued per
+class in the runtime `Controller`, and admitted when a mixed engine's
 prefill slot frees and the gate picks its class. Its prefill runs on that engine as the
 first step of vLLM's disaggregated protocol; the router then places its decode on a solo or
 mixed engine (or buffers it until a slot frees) and the second step streams the answer back.
@@ -27,6 +28,7 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 
+from fluidgate.controllers.classify import Classifier, Unclassified
 from fluidgate.controllers.runtime import Controller, Placement, Pool
 from fluidgate.controllers.spec import ControllerSpec
 from fluidgate.harness.backends import Backend, Backends
@@ -41,7 +43,6 @@ from fluidgate.harness.protocol import (
     sse,
 )
 
-CLASS_HEADER = "X-Fluidgate-Class"
 PATIENCE_HEADER = "X-Fluidgate-Patience"
 
 
@@ -62,6 +63,7 @@ class Gateway:
         self.health_interval = health_interval
         self._rng = np.random.default_rng(seed)
         self.ctl = Controller.from_spec(spec, rng=np.random.default_rng(seed + 1))
+        self.classifier = Classifier(spec)
         self.backends = Backends(mixed, solo, spec.cluster.max_batch, self._rng)
         self.metrics = GatewayMetrics(spec)
         self._prefill_wait: dict[int, asyncio.Future[Backend]] = {}
@@ -183,18 +185,16 @@ class Gateway:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, Api.CHAT, "/v1/chat/completions")
 
-    def _classify(self, request: web.Request) -> int:
-        name = request.headers.get(CLASS_HEADER)
-        if name is None:
-            if len(self.spec.classes) == 1:
-                return 0
-            raise BadRequest(f"missing {CLASS_HEADER} header; classes: "
-                             + ", ".join(c.name for c in self.spec.classes))
+    def _classify(self, request: web.Request, req: Request) -> int:
+        model = req.body.get("model")
+        if model is not None and not isinstance(model, str):
+            raise BadRequest("model must be a string")
         try:
-            return self.spec.class_index(name)
-        except KeyError:
-            raise BadRequest(f"unknown class in {CLASS_HEADER}; classes: "
-                             + ", ".join(c.name for c in self.spec.classes)) from None
+            return self.classifier.classify(
+                req.prompt_tokens, req.max_tokens if "max_tokens" in req.body else None,
+                model, request.headers.get)
+        except Unclassified as exc:
+            raise BadRequest(str(exc)) from None
 
     def _patience(self, request: web.Request, cls: int) -> float:
         """Model seconds this request waits in queues before it leaves."""
@@ -214,8 +214,8 @@ class Gateway:
         loop = asyncio.get_running_loop()
         arrived = loop.time()
         try:
-            cls = self._classify(request)
             req = parse_request(await request.read(), api)
+            cls = self._classify(request, req)
             patience = self._patience(request, cls)
         except BadRequest as exc:
             self.metrics.outcome(None, Outcome.REJECTED)

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 import aiohttp
 import numpy as np
 
-from fluidgate.controllers.spec import ControllerSpec
-from fluidgate.harness.gateway import CLASS_HEADER, PATIENCE_HEADER
+from fluidgate.controllers.spec import CLASS_HEADER, ControllerSpec
+from fluidgate.harness.gateway import PATIENCE_HEADER
 from fluidgate.harness.gateway_metrics import Outcome
 
 MAX_REQUESTS = 1_000_000  # a run that would send more is refused, not started

@@ -50,7 +50,7 @@ def _check_positive(name: str, value: float | None) -> None:
 
 
 def simulate(
-    spec_file: Annotated[Path, typer.Argument(help="A controller spec (fluidgate.controller/v1)"
+    spec_file: Annotated[Path, typer.Argument(help="A controller spec (fluidgate.controller/v2)"
                                               " JSON file.", show_default=False,
                                               metavar="SPEC")],
     policy: Annotated[PolicyName, typer.Option(help="The controller to run.")] =
