@@ -185,12 +185,28 @@ def load(
                                       show_default=False)],
     time_scale: Annotated[float, typer.Option(help="Model seconds per wall second.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the arrival and patience draws.")] = 0,
+    trace: Annotated[Path | None, typer.Option(
+        help="Replay this request trace instead of Poisson arrivals: Azure LLM inference "
+        "CSV, Mooncake JSON lines, or a plain CSV arrival,prompt,output[,patience].",
+        show_default=False)] = None,
+    trace_format: Annotated[str, typer.Option(
+        help="The trace's format: auto (told by its first line), azure, mooncake or "
+        "plain.")] = "auto",
+    speed: Annotated[float, typer.Option(help="Trace seconds per model second (2: replay "
+                                         "twice as fast).")] = 1.0,
+    offset: Annotated[float, typer.Option(help="Start the replay this many trace seconds "
+                                          "after the trace's first request.")] = 0.0,
+    limit: Annotated[int | None, typer.Option(help="Send at most this many trace requests.",
+                                              show_default=False)] = None,
 ) -> None:
-    """Send open-loop Poisson arrivals per class at the spec's rates, and record each.
+    """Send open-loop Poisson arrivals per class at the spec's rates (or replay a trace),
+    and record each.
 
     Each request streams and carries its class and a patience drawn from its class's mean.
-    The JSONL has class, send time, TTFT, token chunk times, tokens and outcome (served,
-    abandoned, rejected, failed) per request, all in model seconds.
+    A replayed request gets the class the spec's classification gives its prompt and output
+    lengths (else the nearest class) and the trace's patience if it has one. The JSONL has
+    class, send time, TTFT, token chunk times, tokens and outcome (served, abandoned,
+    rejected, failed) per request, all in model seconds.
     """
     need_libraries()
     positive("--duration", duration)
@@ -205,18 +221,45 @@ def load(
     from fluidgate.harness.report import measured_block, request_counts
 
     try:
-        arrivals = poisson_arrivals(spec, duration, seed)
+        if trace is None:
+            arrivals = poisson_arrivals(spec, duration, seed)
+        else:
+            arrivals = _replay(spec, trace, trace_format, duration, seed, speed, offset, limit)
     except ValueError as exc:
         fail(f"error: {exc}")
     records = asyncio.run(LoadRun(spec, target, arrivals, time_scale).run(_progress()))
+    inputs = [spec_file] if trace is None else [spec_file, trace]
     try:
-        write_output(out, jsonl(records), inputs=[spec_file])
+        write_output(out, jsonl(records), inputs=inputs)
     except OutputError as exc:
         fail(f"error: {exc}")
     block = measured_block(spec, records, duration)
     counts = request_counts(records)
     typer.echo(" ".join(f"{k}={v}" for k, v in counts.items())
                + f" revenue_per_gpu={block['revenue_per_gpu']:.4g}")
+
+
+def _replay(spec: ControllerSpec, path: Path, kind: str, duration: float, seed: int,
+            speed: float, offset: float, limit: int | None) -> list[Any]:
+    """The trace's arrivals (`load.trace_arrivals`), with a line saying how they split."""
+    from collections import Counter
+
+    from fluidgate.harness.load import trace_arrivals
+    from fluidgate.planning.traces import TraceError, TraceFormat, read_trace
+
+    if kind not in [f.value for f in TraceFormat]:
+        fail(f"error: --trace-format must be auto, azure, mooncake or plain, not {kind!r}")
+    try:
+        replayed = read_trace(path, TraceFormat(kind))
+    except TraceError as exc:
+        fail(f"error: {exc}")
+    arrivals = trace_arrivals(spec, replayed, duration, seed, speed, offset, limit)
+    counts = Counter(a.cls for a in arrivals)
+    split = ", ".join(f"{c.name} {counts[i]}" for i, c in enumerate(spec.classes))
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"replaying {len(arrivals):,} requests of {path} ({replayed.format.value}): {split}",
+        markup=False)
+    return arrivals
 
 
 def _progress() -> Callable[[Any], None]:
@@ -293,7 +336,7 @@ def mount(app: typer.Typer) -> None:
                 "curves.")(engine)
     app.command(name="gateway", short_help="Run the gate and router in front of "
                 "OpenAI-compatible engines.")(gateway)
-    app.command(name="load", short_help="Send Poisson load at a policy's rates; record each "
+    app.command(name="load", short_help="Send Poisson load or replay a trace; record each "
                 "request.")(load)
     app.command(name="harness", short_help="Run a policy on emulated engines; measured vs "
                 "predicted.")(harness)

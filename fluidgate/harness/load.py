@@ -1,9 +1,10 @@
 """The load generator: open-loop arrivals at the policy's rates, one record per request.
 
-Arrivals are Poisson per class at `rate × gpus` (or a replayed trace), drawn up front from a
-seeded generator and sent at their model times whatever happens to earlier requests (open
-loop: a slow system gets more, not less, traffic). Each request streams, carries its
-class and a patience drawn from its class's mean (the gateway enforces it), and ends in
+Arrivals are Poisson per class at `rate × gpus`, drawn up front from a seeded generator, or
+a replayed trace (`trace_arrivals`); either way they are sent at their model times whatever
+happens to earlier requests (open loop: a slow system gets more, not less, traffic). Each
+request streams, carries its class and a patience drawn from its class's mean (the gateway
+enforces it), and ends in
 exactly one outcome: `served` (a complete stream), `abandoned` (429: patience ran out),
 `rejected` (400 or 503: refused at the door), `failed` (anything else: an engine died, a
 stream was cut, or it was still running when the drain limit passed). Every time recorded
@@ -14,15 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import aiohttp
 import numpy as np
 
+from fluidgate.controllers.classify import Classifier
 from fluidgate.controllers.spec import CLASS_HEADER, ControllerSpec
 from fluidgate.harness.gateway import PATIENCE_HEADER
 from fluidgate.harness.gateway_metrics import Outcome
+from fluidgate.harness.protocol import MAX_OUTPUT_TOKENS, MAX_PROMPT_TOKENS
+from fluidgate.planning.traces import Trace, TraceFormat
 
 MAX_REQUESTS = 1_000_000  # a run that would send more is refused, not started
 
@@ -74,6 +79,64 @@ def poisson_arrivals(spec: ControllerSpec, duration: float, seed: int) -> list[A
                         None if p is None else float(p)) for t, p in zip(times, pats, strict=True)]
     out.sort(key=lambda a: a.time)
     return out
+
+
+def _line(trace: Trace, index: int) -> str:
+    """`file:line` of the trace's request `index` (the readers keep the file's order)."""
+    return f"{trace.file}:{index + (1 if trace.format is TraceFormat.MOONCAKE else 2)}"
+
+
+def trace_arrivals(spec: ControllerSpec, trace: Trace, duration: float, seed: int,
+                   speed: float = 1.0, offset: float = 0.0, limit: int | None = None
+                   ) -> list[Arrival]:
+    """The trace's requests as arrivals: the one at trace second `t` is sent at model second
+    `(t − offset) / speed`, those in [0, duration) and at most `limit` of them, with the
+    trace's token counts (a 0 is sent as 1 token: the API has no empty prompt or answer).
+
+    Each request gets the class the gateway's classification gives a request of its length
+    (`Classifier.classify_known`: length rules, else the nearest class in log(prompt,
+    output)); its patience is the trace's, else a draw from its class's mean."""
+    if not (math.isfinite(speed) and speed > 0):
+        raise ValueError(f"--speed must be a positive number, not {speed}")
+    if not math.isfinite(offset):
+        raise ValueError(f"--offset must be a number of seconds, not {offset}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be at least 1, not {limit}")
+    send = (trace.arrival - offset) / speed
+    order = np.argsort(send, kind="stable")
+    keep = order[(send[order] >= 0) & (send[order] < duration)][:limit]
+    if keep.size == 0:
+        raise ValueError(
+            f"no request of trace '{trace.file}' falls in the window: its {trace.requests:,} "
+            f"requests span {trace.span:g} trace seconds, and the window is trace seconds "
+            f"[{offset:g}, {offset + duration * speed:g}) (--offset, --duration × --speed)")
+    if keep.size > MAX_REQUESTS:
+        raise ValueError(f"{keep.size:,} requests: more than the {MAX_REQUESTS:,} a run may "
+                         "send; shorten --duration or give --limit")
+    prompt = np.maximum(np.rint(trace.prompt[keep]), 1).astype(np.int64)
+    output = np.maximum(np.rint(trace.output[keep]), 1).astype(np.int64)
+    for what, values, most in (("prompt", prompt, MAX_PROMPT_TOKENS),
+                               ("output", output, MAX_OUTPUT_TOKENS)):
+        over = np.flatnonzero(values > most)
+        if over.size:
+            raise ValueError(f"{_line(trace, int(keep[over[0]]))}: {what} of "
+                             f"{values[over[0]]:,} tokens; the harness sends at most {most:,}")
+    labels = Classifier(spec).classify_known(prompt, output)
+    pats: list[float | None]
+    if trace.patience is not None:
+        given = trace.patience[keep]
+        bad = np.flatnonzero(~(given > 0))
+        if bad.size:
+            raise ValueError(f"{_line(trace, int(keep[bad[0]]))}: patience {given[bad[0]]:g} "
+                             "s; a patience must be positive")
+        pats = [float(p) for p in given]
+    else:
+        rng = np.random.default_rng(seed)
+        means = [c.patience for c in spec.classes]
+        pats = [None if means[c] is None else float(rng.exponential(means[c]))
+                for c in labels]
+    return [Arrival(float(send[i]), int(c), int(p), int(o), pat) for i, c, p, o, pat
+            in zip(keep, labels, prompt, output, pats, strict=True)]
 
 
 class LoadRun:
