@@ -639,12 +639,25 @@ def mount_planning() -> None:
                                    "4  a solve failed"))(planning.capacity)
 
 
+def _registered_names() -> frozenset[str]:
+    return frozenset(c.name or typer.main.get_command_name(c.callback.__name__)
+                     for c in app.registered_commands if c.callback is not None)
+
+
 def main() -> None:
-    """Console entry point: turns any unexpected exception into a one-line bug report."""
-    _mount_calibration()
-    mount_simulator()
-    mount_harness()
-    mount_planning()
+    """Console entry point: turns any unexpected exception into a one-line bug report.
+
+    The sub-apps (calibrate, simulate, harness, sweep...) are mounted only when the command
+    asked for is not one of this module's own: building their commands and importing their
+    modules is a tenth of a cold `fluidgate solve` (docs/performance.md). `--help`, shell
+    completion and every other command see the whole tree.
+    """
+    asked = sys.argv[1] if len(sys.argv) > 1 else ""
+    if asked not in _registered_names():
+        _mount_calibration()
+        mount_simulator()
+        mount_harness()
+        mount_planning()
     try:
         app()
     except KeyboardInterrupt:

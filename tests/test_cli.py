@@ -217,3 +217,28 @@ def test_explain_soft_equality_and_trivial_rows(tmp_path: Path) -> None:
     # q_p/λ + Pτ/C = 1 with λ = 0.5: 2·q_p = 1 − 300·τ/256, missed in either direction
     assert "2.0⋅q_p[decode_heavy] - violation[line 39] + violation_below[line 39]" in res.output
     assert "= 0.961009" in res.output
+
+
+def test_entry_point_mounts_sub_apps_only_when_asked() -> None:
+    """main() skips the sub-apps for its own commands (cold start) but never hides them."""
+    import subprocess
+    import sys
+
+    def run(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "fluidgate", *args], capture_output=True,
+                              text=True, timeout=120, env={**__import__("os").environ,
+                                                          "COLUMNS": "200"})
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    listed = run("--help")
+    for name in ("solve", "calibrate", "simulate", "validate", "harness", "sweep", "capacity"):
+        assert f" {name} " in listed, name
+    assert "fluidgate sweep [OPTIONS]" in run("sweep", "--help")
+    code = ("import sys, fluidgate.cli as c; sys.argv = ['fluidgate', 'check', sys.argv[1]]\n"
+            "try:\n    c.main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('fluidgate.harness', "
+            "'fluidgate.simulator', 'fluidgate.planning', 'fluidgate.calibration'))))")
+    proc = subprocess.run([sys.executable, "-c", code, str(EXAMPLES / "two_class.sli")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip().endswith("[]"), proc.stdout + proc.stderr
