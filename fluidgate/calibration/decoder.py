@@ -101,14 +101,54 @@ def build(arch: Architecture, device: Any, dtype: Any, seed: int = 0) -> Decoder
 
 
 def prepare(dec: Decoder, shape: BatchShape, seed: int = 0) -> StepInputs:
-    """Token ids, rotary tables, the chunk's causal mask and a KV cache filled with noise."""
+    """Random token ids and a KV cache filled with noise around `assemble`'s tables."""
     import torch
 
     a = dec.arch
     device, dtype = dec.embed.device, dec.embed.dtype
     gen = torch.Generator(device="cpu").manual_seed(seed + 1)
+    tokens = torch.randint(0, a.vocab, (shape.chunk + shape.decodes,), generator=gen)
+    noise = torch.Generator(device=device).manual_seed(seed + 2)
+
+    def cache(batch: int, length: int) -> torch.Tensor:
+        return torch.randn(
+            batch, a.kv_heads, length, a.head_dim, generator=noise, device=device, dtype=dtype
+        )
+
+    def caches(batch: int, length: int) -> list[torch.Tensor]:
+        return [cache(batch, length) for _ in range(a.layers)] if batch and length else []
+
+    chunk_len = shape.prefix + shape.chunk
+    return assemble(
+        dec,
+        shape,
+        tokens.to(device),
+        (caches(shape.decodes, shape.context + 1), caches(shape.decodes, shape.context + 1)),
+        (caches(1 if shape.chunk else 0, chunk_len), caches(1 if shape.chunk else 0, chunk_len)),
+    )
+
+
+def assemble(
+    dec: Decoder,
+    shape: BatchShape,
+    tokens: torch.Tensor,
+    decode_kv: tuple[list[torch.Tensor], list[torch.Tensor]],
+    chunk_kv: tuple[list[torch.Tensor], list[torch.Tensor]],
+) -> StepInputs:
+    """One iteration's inputs around caches the caller owns: rotary tables, the chunk's
+    causal mask and the rows that sample.
+
+    `prepare` fills fresh caches with noise for a timing sweep; the emulated engine's
+    `--model` mode passes views of the KV cache it keeps for its whole life. `tokens` holds
+    the chunk's ids then one per decode; the caches are per layer, `(decodes, kv_heads,
+    context + 1, head_dim)` for the decodes and `(1, kv_heads, prefix + chunk, head_dim)`
+    for the chunk (empty lists where there is none).
+    """
+    import torch
+
+    a = dec.arch
+    device, dtype = dec.embed.device, dec.embed.dtype
     n_tokens = shape.chunk + shape.decodes
-    tokens = torch.randint(0, a.vocab, (n_tokens,), generator=gen).to(device)
     positions = torch.cat(
         [
             torch.arange(shape.prefix, shape.prefix + shape.chunk),
@@ -126,18 +166,6 @@ def prepare(dec: Decoder, shape: BatchShape, seed: int = 0) -> StepInputs:
         base = keys[None, :] <= (shape.prefix + rows)[:, None]
         mask = base.repeat(a.heads // a.kv_heads, 1)
     sample = ([shape.chunk - 1] if shape.chunk else []) + list(range(shape.chunk, n_tokens))
-
-    noise = torch.Generator(device=device).manual_seed(seed + 2)
-
-    def cache(batch: int, length: int) -> torch.Tensor:
-        return torch.randn(
-            batch, a.kv_heads, length, a.head_dim, generator=noise, device=device, dtype=dtype
-        )
-
-    def caches(batch: int, length: int) -> list[torch.Tensor]:
-        return [cache(batch, length) for _ in range(a.layers)] if batch and length else []
-
-    chunk_len = shape.prefix + shape.chunk
     return StepInputs(
         shape=shape,
         tokens=tokens,
@@ -145,10 +173,10 @@ def prepare(dec: Decoder, shape: BatchShape, seed: int = 0) -> StepInputs:
         sin=angles.sin().to(dtype),
         chunk_mask=mask,
         sample_rows=torch.tensor(sample, device=device, dtype=torch.long),
-        decode_k=caches(shape.decodes, shape.context + 1),
-        decode_v=caches(shape.decodes, shape.context + 1),
-        chunk_k=caches(1 if shape.chunk else 0, chunk_len),
-        chunk_v=caches(1 if shape.chunk else 0, chunk_len),
+        decode_k=decode_kv[0],
+        decode_v=decode_kv[1],
+        chunk_k=chunk_kv[0],
+        chunk_v=chunk_kv[1],
     )
 
 

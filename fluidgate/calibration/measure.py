@@ -93,12 +93,12 @@ CPU_PLAN = SweepPlan(
 WARM_SECONDS = 1.0
 
 
-def require_torch() -> ModuleType:
+def require_torch(purpose: str = "measuring") -> ModuleType:
     try:
         import torch
     except ImportError:
         raise TorchMissing(
-            f"measuring needs PyTorch, which is not installed; install it with: {INSTALL_HINT}"
+            f"{purpose} needs PyTorch, which is not installed; install it with: {INSTALL_HINT}"
         ) from None
     return torch
 
@@ -154,7 +154,7 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _timer(torch: ModuleType, device: Any) -> Callable[[Callable[[], object]], float]:
+def timer(torch: ModuleType, device: Any) -> Callable[[Callable[[], object]], float]:
     """Seconds for one call, measured the way the device allows."""
     if device.type == "cuda":
         start = torch.cuda.Event(enable_timing=True)
@@ -228,8 +228,12 @@ def _measure(
     )
     plan = plan or (GPU_PLAN if dev.type == "cuda" else CPU_PLAN)
     torch_dtype = pick_dtype(torch, dev, dtype)
-    _check_memory(torch, dev, arch, torch_dtype, plan)
-    timer = _timer(torch, dev)
+    cache = max(
+        s.decodes * (s.context + 1) + (s.prefix + s.chunk if s.chunk else 0) for s in plan.shapes()
+    )
+    advice = "choose a smaller --model or lower --batch-sizes, --mixed-batches or --context"
+    check_memory(torch, dev, arch, torch_dtype, cache, advice)
+    clock = timer(torch, dev)
     shapes = plan.shapes()
     times: dict[BatchShape, list[float]] = {shape: [] for shape in shapes}
     per_pass = [len(chunk) for chunk in _split(plan.repeats, plan.passes)]
@@ -248,7 +252,7 @@ def _measure(
         try:
             net = decoder.build(arch, dev, torch_dtype, seed)
             bar.update(task, description=f"{arch.name}: warming up")
-            _warm(decoder, net, plan, timer, seed)
+            _warm(decoder, net, plan, clock, seed)
             for number, repeats in enumerate(per_pass, start=1):
                 for shape in shapes:
                     bar.update(
@@ -257,7 +261,7 @@ def _measure(
                         f" b={shape.decodes} C={shape.chunk}",
                     )
                     times[shape] += _time_shape(
-                        decoder, net, shape, plan.warmup, repeats, timer, seed
+                        decoder, net, shape, plan.warmup, repeats, clock, seed
                     )
                     bar.advance(task)
         except torch.cuda.OutOfMemoryError:
@@ -268,15 +272,13 @@ def _measure(
     return MeasurementSet(tuple(_row(shape, times[shape]) for shape in shapes), meta)
 
 
-def _check_memory(
-    torch: ModuleType, dev: Any, arch: Architecture, dtype: Any, plan: SweepPlan
+def check_memory(
+    torch: ModuleType, dev: Any, arch: Architecture, dtype: Any, cache_tokens: int, advice: str
 ) -> None:
-    """Refuse up front a sweep that cannot fit, rather than swap a CPU host to a standstill."""
+    """Refuse up front a model and KV cache that cannot fit, rather than swap a CPU host to a
+    standstill; `advice` says which options to change."""
     width = torch.empty((), dtype=dtype).element_size()
-    cache = max(
-        s.decodes * (s.context + 1) + (s.prefix + s.chunk if s.chunk else 0) for s in plan.shapes()
-    )
-    need = arch.parameters * width + cache * arch.kv_bytes_per_token(width)
+    need = arch.parameters * width + cache_tokens * arch.kv_bytes_per_token(width)
     if dev.type == "cuda":
         have = int(torch.cuda.mem_get_info(dev)[0])
         where = "free GPU memory"
@@ -288,9 +290,8 @@ def _check_memory(
         where = "RAM"
     if need > 0.9 * have:
         raise MeasureError(
-            f"{arch.name} with this sweep needs about {need / 2**30:.1f} GiB for weights and KV"
-            f" cache, more than the {have / 2**30:.1f} GiB of {where}; choose a smaller --model"
-            " or lower --batch-sizes, --mixed-batches or --context"
+            f"{arch.name} needs about {need / 2**30:.1f} GiB for weights and KV cache here,"
+            f" more than the {have / 2**30:.1f} GiB of {where}; {advice}"
         )
 
 

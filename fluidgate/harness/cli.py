@@ -18,6 +18,7 @@ from rich.console import Console
 
 if TYPE_CHECKING:
     from fluidgate.controllers.spec import ControllerSpec
+    from fluidgate.harness.core import EngineCore
     from fluidgate.harness.timing import EngineTiming
 
 EXIT_INPUT = 2
@@ -28,6 +29,12 @@ INSTALL_HINT = ("error: the harness needs aiohttp and prometheus_client; install
 class Role(StrEnum):
     MIXED = "mixed"
     SOLO = "solo"
+
+
+class Device(StrEnum):
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
 
 
 def fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
@@ -94,12 +101,27 @@ def engine(
     prefill_lookahead: Annotated[int, typer.Option(
         help="Announce a streamed prefill-only request's end this many iterations early "
         "(0: never), so a gateway can send the next prefill without an idle gap.")] = 0,
+    model: Annotated[str | None, typer.Option(
+        metavar="NAME", help="Run each iteration as a real forward pass of this calibration "
+        "decoder (tiny, small, qwen3-0.6b, … as in 'calibrate measure') and last its measured "
+        "time, instead of the curves; --spec/--policy still give B and C. Needs PyTorch.",
+        show_default=False)] = None,
+    device: Annotated[Device, typer.Option(help="With --model: where the passes run; auto "
+                                           "prefers CUDA.")] = Device.AUTO,
+    context: Annotated[int | None, typer.Option(
+        metavar="N", help="With --model: cached tokens each decode attends to (default: "
+        "calibrate measure's, 1024).", show_default=False)] = None,
+    threads: Annotated[int | None, typer.Option(
+        metavar="N", help="With --model on a CPU: PyTorch threads (default 1, as calibrate "
+        "measure).", show_default=False)] = None,
 ) -> None:
     """Run an emulated OpenAI-compatible engine whose iterations follow the calibrated τ.
 
     Continuous batching with at most B streams and a prefill chunk of C tokens per mixed
-    iteration; speaks vLLM's two-step disaggregated protocol (kv_transfer_params). Stops on
-    Ctrl-C or SIGTERM. Exit 2 on a bad option, a bad file or a port already taken.
+    iteration; speaks vLLM's two-step disaggregated protocol (kv_transfer_params). With
+    --model, each iteration is a real forward pass (its measured time; --time-scale must
+    be 1). Stops on Ctrl-C or SIGTERM. Exit 2 on a bad option, a bad file, a port already
+    taken, or --model without PyTorch.
     """
     need_libraries()
     positive("--time-scale", time_scale)
@@ -112,10 +134,39 @@ def engine(
     from fluidgate.harness.engine import EngineServer
     from fluidgate.harness.serve import PortError, serve_forever
 
-    core = EngineCore(timing, role is Role.MIXED, time_scale, stream_interval, prefill_lookahead)
+    if model is None:
+        core = EngineCore(timing, role is Role.MIXED, time_scale, stream_interval,
+                          prefill_lookahead)
+    else:
+        core = _decoder_core(model, timing, role, time_scale, device, context, threads,
+                             stream_interval, prefill_lookahead)
     try:
         serve_forever(EngineServer(core, f"{role.value}-{port}").app(), port)
     except PortError as exc:
+        fail(f"error: {exc}")
+
+
+def _decoder_core(model: str, timing: EngineTiming, role: Role, time_scale: float,
+                  device: Device, context: int | None, threads: int | None,
+                  stream_interval: int, lookahead: int) -> EngineCore:
+    """The `--model` engine: real passes, so no time scale; exit 2 without PyTorch."""
+    if time_scale != 1:
+        fail(f"error: --time-scale {time_scale:g} cannot apply to real forward passes "
+             "(--model): they take the time they take; leave --time-scale at 1")
+    if context is not None and context < 0:
+        fail(f"error: --context must be 0 or more, not {context}")
+    if threads is not None and threads < 1:
+        fail(f"error: --threads must be at least 1, not {threads}")
+    from fluidgate.calibration.measure import MeasureError, require_torch
+    from fluidgate.harness.passes import decoder_core
+
+    try:
+        torch = require_torch("the engine's --model mode")
+        if threads is not None or device is not Device.CUDA:
+            torch.set_num_threads(threads or 1)  # this process's, for its whole life
+        return decoder_core(model, timing, role is Role.MIXED, device.value, context,
+                            stream_interval, lookahead)
+    except (MeasureError, ValueError) as exc:
         fail(f"error: {exc}")
 
 

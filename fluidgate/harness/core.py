@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fluidgate.harness.timing import EngineTiming
@@ -43,6 +44,11 @@ class Stream:
     handoff: float = -1.0  # prefill-only: model time its prefill will end, once in sight
     finish_time: float = 0.0  # model time of its last token
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # Real forward passes only (`passes.DecoderCore`): the prompt's token ids, the ids
+    # generated so far (what is streamed), and the id the next pass feeds for this stream.
+    prompt_ids: Sequence[int] = ()
+    ids: list[int] = field(default_factory=list)
+    last_id: int = 0
 
     def take(self) -> int:
         """Tokens produced since the last call (what the next streamed chunk carries)."""
@@ -95,8 +101,7 @@ class EngineCore:
 
     async def run(self) -> None:
         """The iteration loop; cancel the task to stop it."""
-        loop = asyncio.get_running_loop()
-        self._origin = loop.time()
+        self._origin = asyncio.get_running_loop().time()
         while True:
             self._drop_aborted()
             if not (self._prefills or self._waiting or self._running):
@@ -113,17 +118,26 @@ class EngineCore:
             if head is not None and head.start_time < 0:
                 head.start_time = self.model_time
             k = min(self.timing.chunk, head.prompt_left) if head is not None else 0
-            end = self.model_time + self.timing.iteration(k, len(self._running))
+            end = self.model_time + self._expected(k, len(self._running))
             if (head is not None and head.prefill_only and head.handoff < 0 and self.lookahead
                     and head.prompt_left - k <= (self.lookahead - 1) * self.timing.chunk):
                 head.handoff = end  # the end of this iteration if it is the last one
                 head.ready.set()
-            delay = self._origin + end / self.scale - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self.model_time = end
+            self.model_time = await self._iterate(head, k, end)
             self.iterations += 1
-            self._finish_iteration(head, k, end)
+            self._finish_iteration(head, k, self.model_time)
+
+    def _expected(self, chunk_tokens: int, decodes: int) -> float:
+        """Model seconds the next iteration will last (announced before it runs)."""
+        return self.timing.iteration(chunk_tokens, decodes)
+
+    async def _iterate(self, head: Stream | None, k: int, end: float) -> float:
+        """Run the iteration and return the model time it ends: here, sleep until `end`,
+        scheduled absolutely so that late wake-ups do not accumulate."""
+        delay = self._origin + end / self.scale - asyncio.get_running_loop().time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return end
 
     def _finish_iteration(self, head: Stream | None, k: int, end: float) -> None:
         still: list[Stream] = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +29,7 @@ from fluidgate.harness.protocol import (
     chunk_payload,
     error_body,
     parse_request,
+    prompt_ids,
     sse,
 )
 
@@ -39,6 +41,11 @@ def _json_error(message: str, status: int = 400, kind: str = "invalid_request_er
                 ) -> web.Response:
     return web.Response(status=status, text=error_body(message, kind, status),
                         content_type="application/json")
+
+
+def _ids(stream: Stream, n: int) -> Sequence[int] | None:
+    """The ids of the `n` tokens just taken, when real passes generated ids (else None)."""
+    return stream.ids[stream.delivered - n:stream.delivered] if stream.ids else None
 
 
 class EngineServer:
@@ -98,7 +105,7 @@ class EngineServer:
         stream = Stream(
             prompt_left=0 if req.step is Step.DECODE else req.prompt_tokens,
             tokens_left=0 if req.step is Step.PREFILL else req.max_tokens,
-            prefill_only=req.step is Step.PREFILL)
+            prefill_only=req.step is Step.PREFILL, prompt_ids=prompt_ids(req))
         rid = f"cmpl-{self.engine_id}-{next(self._ids)}"
         self.core.submit(stream)
         try:
@@ -130,7 +137,8 @@ class EngineServer:
             extra["kv_transfer_params"] = kv
         extra["fluidgate"] = {"tokens": stream.produced, "start_time": stream.start_time,
                               "finish_time": stream.finish_time}
-        payload = chunk_payload(req.api, rid, stream.produced, "length", extra)
+        payload = chunk_payload(req.api, rid, stream.produced, "length", extra,
+                                stream.ids or None)
         if req.api is Api.CHAT:
             payload["object"] = "chat.completion"
             payload["choices"][0]["message"] = {"role": "assistant",
@@ -157,10 +165,12 @@ class EngineServer:
                 kv = self._kv_params(req, rid)
                 if kv is not None:
                     extra["kv_transfer_params"] = kv
-                await resp.write(sse(chunk_payload(req.api, rid, n, "length", extra)))
+                await resp.write(sse(chunk_payload(req.api, rid, n, "length", extra,
+                                                   _ids(stream, n))))
                 await resp.write(SSE_DONE)
                 break
             if n:
-                await resp.write(sse(chunk_payload(req.api, rid, n, None)))
+                await resp.write(sse(chunk_payload(req.api, rid, n, None, None,
+                                                   _ids(stream, n))))
         await resp.write_eof()
         return resp

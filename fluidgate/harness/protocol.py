@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -107,14 +108,25 @@ def parse_request(raw: bytes, api: Api) -> Request:
     return Request(api, _count_prompt(body, api), max_tokens, stream, step, body)
 
 
+def prompt_ids(req: Request) -> Sequence[int]:
+    """The prompt's token ids when the client sent ids, else stand-ins `0 … n − 1` (there is
+    no tokenizer); a real forward pass feeds them, reduced modulo its vocabulary."""
+    prompt = req.body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == req.prompt_tokens:
+        return prompt
+    return range(req.prompt_tokens)
+
+
 def error_body(message: str, kind: str = "invalid_request_error", code: int = 400) -> str:
     return json.dumps({"error": {"message": message, "type": kind, "code": code}})
 
 
 def chunk_payload(api: Api, rid: str, tokens: int, finish: str | None,
-                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One streamed chunk (or, with `stream` false, the whole answer's choice)."""
-    text = " x" * tokens
+                  extra: dict[str, Any] | None = None, ids: Sequence[int] | None = None
+                  ) -> dict[str, Any]:
+    """One streamed chunk (or, with `stream` false, the whole answer's choice). Its text is
+    the generated token ids when real passes made them, else one "x" per token."""
+    text = " x" * tokens if ids is None else "".join(f" {i}" for i in ids)
     choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
     if api is Api.CHAT:
         choice["delta"] = {"content": text}
