@@ -157,14 +157,16 @@ def _decoder_core(model: str, timing: EngineTiming, role: Role, time_scale: floa
         fail(f"error: --context must be 0 or more, not {context}")
     if threads is not None and threads < 1:
         fail(f"error: --threads must be at least 1, not {threads}")
+    from fluidgate.calibration.architectures import architecture
     from fluidgate.calibration.measure import MeasureError, require_torch
     from fluidgate.harness.passes import decoder_core
 
     try:
+        arch = architecture(model)
         torch = require_torch("the engine's --model mode")
         if threads is not None or device is not Device.CUDA:
             torch.set_num_threads(threads or 1)  # this process's, for its whole life
-        return decoder_core(model, timing, role is Role.MIXED, device.value, context,
+        return decoder_core(arch, timing, role is Role.MIXED, device.value, context,
                             stream_interval, lookahead)
     except (MeasureError, ValueError) as exc:
         fail(f"error: {exc}")

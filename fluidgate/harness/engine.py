@@ -5,7 +5,9 @@
 carry `kv_transfer_params` from a prefill (the two-step protocol in `protocol.py`), and
 refuses the rest with a 400, as a decode-only instance cannot serve them. Client input never
 crashes it: a malformed body is a 400 with a JSON error. Every timestamp it reports is in
-model time (`EngineCore`), so a run at `--time-scale 10` reads like one at full speed.
+model time (`EngineCore`), so a run at `--time-scale 10` reads like one at full speed. With
+`--model` the core is `passes.DecoderCore` (real forward passes) and the chunks' text is the
+generated token ids; nothing else a client sees differs.
 """
 
 from __future__ import annotations

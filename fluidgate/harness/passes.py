@@ -169,11 +169,9 @@ class DecoderCore(EngineCore):
         return self.model_time + seconds
 
 
-def decoder_core(model: str, timing: EngineTiming, mixed: bool, device: DeviceChoice,
+def decoder_core(arch: Architecture, timing: EngineTiming, mixed: bool, device: DeviceChoice,
                  context: int | None, stream_interval: int, lookahead: int) -> DecoderCore:
-    """The `--model NAME` engine core: `ValueError` for a bad name or size, `MeasureError`
-    (or its `TorchMissing`) when the decoder cannot run here."""
-    from fluidgate.calibration.architectures import architecture
-
-    passes = DecoderPasses(architecture(model), timing.max_batch, timing.chunk, context, device)
+    """The `--model NAME` engine core: `ValueError` for a bad size, `MeasureError` (or its
+    `TorchMissing`) when the decoder cannot run here."""
+    passes = DecoderPasses(arch, timing.max_batch, timing.chunk, context, device)
     return DecoderCore(timing, mixed, passes, stream_interval, lookahead)
