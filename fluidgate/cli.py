@@ -413,8 +413,10 @@ def schema(
     name: Annotated[SchemaName, typer.Argument(
         case_sensitive=False, metavar="DOCUMENT",
         help="controller (fluidgate.controller/v2, from solve --controller), solution "
-        "(fluidgate.solution/v1, from solve --json) or calibration "
-        "(fluidgate.calibration/v1, from calibrate fit).",
+        "(fluidgate.solution/v1, from solve --json), calibration "
+        "(fluidgate.calibration/v1, from calibrate fit), simulation "
+        "(fluidgate.simulation/v1, from simulate --json) or validation "
+        "(fluidgate.validation/v1, report.json from validate --out).",
         show_default=False)],
     check_file: Annotated[Path | None, typer.Option(
         "--check", metavar="FILE", help="Instead of printing the schema, check FILE against "

@@ -9,13 +9,12 @@ key. Unknown keys are rejected for the same reason.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fluidgate.document import SCHEMA_ID as SCHEMA_ID  # the writer's: one id
 from fluidgate.solvers.base import TerminationStatus
-
-SCHEMA_ID = "fluidgate.solution/v1"
 
 _DOC = ConfigDict(extra="forbid", allow_inf_nan=False)
 Number = float | None  # null where the value is undefined (a ratio over nothing) or absent
@@ -169,10 +168,3 @@ class SolutionDocument(BaseModel):
     warnings: list[str]
     verification: VerificationDoc | None = None
     conflict: ConflictDoc | None = None
-
-
-def solution_json_schema() -> dict[str, Any]:
-    schema = SolutionDocument.model_json_schema(by_alias=True, mode="serialization")
-    schema["$id"] = SCHEMA_ID
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    return schema

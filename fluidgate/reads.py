@@ -33,6 +33,7 @@ class InputKind(Enum):
     MEASUREMENTS = ("measurement file", 32 * _MIB)
     SPEC = ("controller spec", 16 * _MIB)
     SOLUTION = ("solution document", 64 * _MIB)
+    REPORT = ("report", 64 * _MIB)  # a simulation or validation study's document
     TRACE = ("trace file", 512 * _MIB)  # a replayed arrival CSV: ~30 bytes a request
     CLASS_TABLE = ("class table", 64 * _MIB)  # ~60 bytes a row: a million classes
 

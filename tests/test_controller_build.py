@@ -20,9 +20,9 @@ from fluidgate.controllers.spec import (
     dump_spec,
     load_spec,
     parse_spec,
-    spec_json_schema,
 )
 from fluidgate.pipeline import solve_policy
+from fluidgate.schemas import SchemaName, json_schema
 from fluidgate.sli_dsl.loader import parse_policy
 from tests.conftest import EXAMPLES, REFERENCE, with_slo
 
@@ -109,7 +109,7 @@ def test_spec_validates_against_the_published_schema_and_round_trips(tmp_path: P
     _, spec = _spec(with_slo(REFERENCE, "tpot <= 22.3 ms",
                              "soft wait(all) <= 0.1 s penalty 100"))
     text = dump_spec(spec)
-    jsonschema.Draft202012Validator(spec_json_schema()).validate(json.loads(text))
+    jsonschema.Draft202012Validator(json_schema(SchemaName.CONTROLLER)).validate(json.loads(text))
     assert dump_spec(parse_spec(text)) == text
     path = tmp_path / "c.json"
     path.write_text(text, encoding="utf-8")
@@ -142,7 +142,7 @@ def test_bad_specs_are_rejected_naming_the_field(change: str, field: str,
     res = runner.invoke(app, ["schema", "controller", "--check", str(path)])
     assert res.exit_code == 2 and field in res.output
     with pytest.raises(jsonschema.ValidationError):  # the published schema agrees
-        jsonschema.Draft202012Validator(spec_json_schema()).validate(json.loads(text))
+        jsonschema.Draft202012Validator(json_schema(SchemaName.CONTROLLER)).validate(json.loads(text))
 
 
 def test_nan_is_rejected_naming_the_field() -> None:

@@ -86,3 +86,35 @@ def test_spec_reference_page_matches_the_schemas() -> None:
     for name in SchemaName:
         assert f"BEGIN GENERATED: fluidgate schema {name.value} " in page
     assert regenerate(page) == page
+
+
+def test_simulation_and_validation_reports_match_their_schemas(tmp_path: Path) -> None:
+    """The simulator's documents are published and checked like the others (a bogus key and
+    a wrong schema id are named, not passed)."""
+    from fluidgate.cli import mount_simulator
+
+    mount_simulator()
+    sim = tmp_path / "run.json"
+    spec = ROOT / "tests" / "fixtures" / "specs" / "reference.controller.json"
+    res = runner.invoke(app, ["simulate", str(spec), "--gpus", "5",
+                              "--duration", "30", "--warmup", "0", "--json", str(sim)])
+    assert res.exit_code == 0, res.output
+    (tmp_path / "study").mkdir()
+    res = runner.invoke(app, ["validate", str(EXAMPLES / "two_class.sli"), "--quick", "--gpus",
+                              "5", "--seeds", "2", "--workers", "1", "--out",
+                              str(tmp_path / "study")])
+    assert res.exit_code == 0, res.output
+    for name, path in ((SchemaName.SIMULATION, sim),
+                       (SchemaName.VALIDATION, tmp_path / "study" / "report.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        jsonschema.Draft202012Validator(json_schema(name)).validate(doc)
+        res = runner.invoke(app, ["schema", name.value, "--check", str(path)])
+        assert res.exit_code == 0 and f"valid fluidgate.{name.value}/v1" in res.output
+
+        bad = tmp_path / f"{name.value}-bad.json"
+        bad.write_text(json.dumps({**doc, "bogus": 1}), encoding="utf-8")
+        res = runner.invoke(app, ["schema", name.value, "--check", str(bad)])
+        assert res.exit_code == 2 and "bogus" in res.output, res.output
+        bad.write_text(json.dumps({**doc, "schema": "fluidgate.solution/v1"}), encoding="utf-8")
+        res = runner.invoke(app, ["schema", name.value, "--check", str(bad)])
+        assert res.exit_code == 2 and f"expected 'fluidgate.{name.value}/v1'" in res.output

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fluidgate.model import CurveForm
+from fluidgate.versioned import parse_document, problems
 
 SCHEMA_ID = "fluidgate.controller/v2"
 SCHEMA_V1 = "fluidgate.controller/v1"  # still read; see the module docstring
@@ -314,31 +315,10 @@ def dump_spec(spec: ControllerSpec) -> str:
     return json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def _where(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(document)"
-
-
 def parse_spec(text: str, origin: str = "<spec>") -> ControllerSpec:
     """Validate a spec's JSON text; every failure is a `SpecError` naming the field."""
-    try:
-        raw = json.loads(text)
-    except RecursionError:
-        raise SpecError(f"{origin}: nests too deeply to read") from None
-    except ValueError as exc:
-        raise SpecError(f"{origin}: not valid JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise SpecError(f"{origin}: must hold a JSON object")
-    found = raw.get("schema")
-    if found not in (SCHEMA_ID, SCHEMA_V1):
-        raise SpecError(f"{origin}: schema is {found!r}; expected '{SCHEMA_ID}' (or "
-                        f"'{SCHEMA_V1}', still read)")
-    try:
-        return ControllerSpec.model_validate_json(text, strict=True)
-    except ValidationError as exc:
-        raise SpecError(f"{origin}: invalid controller spec: {problems(exc)}") from None
+    return parse_document(text, ControllerSpec, (SCHEMA_ID, SCHEMA_V1), origin=origin,
+                          what="controller spec", error=SpecError)
 
 
 def load_spec(path: str | Path) -> ControllerSpec:
@@ -351,11 +331,6 @@ def load_spec(path: str | Path) -> ControllerSpec:
     except ReadError as exc:
         raise SpecError(str(exc)) from None
     return parse_spec(text, str(path))
-
-
-def problems(exc: ValidationError) -> str:
-    """Every validation error as `field.path: message`, joined by '; '."""
-    return "; ".join(f"{_where(tuple(e['loc']))}: {e['msg']}" for e in exc.errors())
 
 
 def spec_from_payload(payload: dict[str, Any], origin: str = "<spec>") -> ControllerSpec:
@@ -372,11 +347,3 @@ def write_spec(spec: ControllerSpec, path: str | Path,
     from fluidgate.atomic import write_output
 
     return write_output(path, dump_spec(spec), inputs=inputs)
-
-
-def spec_json_schema() -> dict[str, Any]:
-    """The published JSON Schema of `fluidgate.controller/v2` (generated from the model)."""
-    schema = ControllerSpec.model_json_schema(by_alias=True, mode="serialization")
-    schema["$id"] = SCHEMA_ID
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    return schema
