@@ -173,3 +173,25 @@ def test_measure_help_shows_the_sweep_defaults_of_both_plans() -> None:
     for field in ("warmup", "repeats", "passes"):
         gpu, cpu = getattr(GPU_PLAN, field), getattr(CPU_PLAN, field)
         assert f"default {gpu} on a GPU, {cpu} on a CPU" in text, field
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_fit_tables_fit_the_terminal_without_cutting_a_value(tmp_path: Path, width: int) -> None:
+    """Every number of the fit appears whole at any width: narrow terminals split the tables
+    (tablefit) instead of ellipsising `affine` or an interval's bound."""
+    data = Path(__file__).resolve().parents[1] / "fluidgate" / "calibration" / "data"
+    out = tmp_path / "calib.json"
+    result = runner.invoke(app, ["fit", str(data / "cpu-tiny.csv"), "--out", str(out)],
+                           terminal_width=width, env={"COLUMNS": str(width)})
+    assert result.exit_code == 0, result.output
+    table_lines = [ln for ln in result.stdout.splitlines() if ln[:1] in "┏┃┡│└"]
+    assert table_lines and all(len(ln) <= width for ln in table_lines), result.stdout
+    assert "…" not in result.stdout
+    cal = load_calibration(out)
+    assert len(cal.curves) == 2
+    for curve in cal.curves.values():
+        assert curve.form in result.stdout
+        for name, value in curve.coefficients.items():
+            assert f"{value:.4g}" in result.stdout, name
+            lo, hi = curve.ci95[name]
+            assert f"[{lo:.4g}, {hi:.4g}]" in result.stdout, name

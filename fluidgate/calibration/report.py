@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 import fluidgate
@@ -23,6 +22,7 @@ from fluidgate.calibration.csvformat import MeasurementSet
 from fluidgate.calibration.curves import CurveResult
 from fluidgate.calibration.fit import Calibration, FitOptions
 from fluidgate.calibration.schema import SCHEMA_ID, CalibrationFile, CurveFit
+from fluidgate.tablefit import Column, Sheet, fit
 from fluidgate.textsafe import safe_text
 
 UNITS = {
@@ -110,63 +110,51 @@ def _ci(ci: dict[str, tuple[float, float]], name: str) -> str:
     return f"[{_num(lo)}, {_num(hi)}]"
 
 
-def render(cal: Calibration, console: Console) -> None:
-    """Curve quality, coefficients, derived constants and warnings, in 80 columns."""
-    quality = Table(
-        title="Fitted curves (median, worst: relative error of a point)", title_justify="left"
-    )
-    for col in ("curve", "form", "points", "left out", "R²", "median", "worst"):
-        quality.add_column(col, justify="left" if col in ("curve", "form") else "right")
-    coefficients = Table(
-        title="Coefficients (95% CI: weighted LS covariance, Student t)", title_justify="left"
-    )
-    for col in ("curve", "coefficient", "value", "95% CI", "unit"):
-        coefficients.add_column(col, justify="right" if col in ("value", "95% CI") else "left")
+def _sheets(cal: Calibration) -> tuple[Sheet, Sheet, Sheet]:
+    quality = Sheet("Fitted curves (median, worst: relative error of a point)",
+                    [Column("curve", left=True)],
+                    [Column("form", left=True), *(Column(h) for h in (
+                        "points", "left out", "R²", "median", "worst"))])
+    coefficients = Sheet("Coefficients (95% CI: weighted LS covariance, Student t)",
+                         [Column("curve", left=True), Column("coefficient", left=True)],
+                         [Column("value"), Column("95% CI"), Column("unit", left=True)])
     for label, curve in (("τ_solo", cal.solo), ("τ_mix", cal.mix)):
         rel = np.abs(curve.rel_residuals)
-        quality.add_row(
-            label,
-            curve.form.name,
-            str(curve.n),
-            str(len(curve.dropped)),
-            f"{curve.r2:.4f}",
-            f"{np.median(rel):.1%}",
-            f"{rel.max():.1%}",
-        )
+        quality.rows.append(([label], [
+            curve.form.name, str(curve.n), str(len(curve.dropped)), f"{curve.r2:.4f}",
+            f"{np.median(rel):.1%}", f"{rel.max():.1%}"]))
         ci = curve.ci95()
-        for i, (name, value) in enumerate(curve.coefficients().items()):
-            coefficients.add_row(
-                label if i == 0 else "", name, _num(value), _ci(ci, name), UNITS.get(name, "")
-            )
-    console.print(quality)
-    console.print(f"τ_solo form: {cal.solo.selection}", style="dim", highlight=False)
-    console.print(f"τ_mix form: {cal.mix.selection}", style="dim", highlight=False)
-    console.print(coefficients)
-
-    derived = Table(
-        title=f"LP constants at B = {cal.max_batch}, chunks"
-        f" {cal.chunk_range[0]:g}..{cal.chunk_range[1]:g} tokens",
-        title_justify="left",
-    )
-    for col in ("constant", "value", "95% CI", "meaning"):
-        derived.add_column(col, justify="left" if col in ("constant", "meaning") else "right")
+        for name, value in curve.coefficients().items():
+            coefficients.rows.append(([label, name],
+                                      [_num(value), _ci(ci, name), UNITS.get(name, "")]))
+    derived = Sheet(f"LP constants at B = {cal.max_batch}, chunks"
+                    f" {cal.chunk_range[0]:g}..{cal.chunk_range[1]:g} tokens",
+                    [Column("constant", left=True)],
+                    [Column("value"), Column("95% CI"), Column("meaning", left=True)])
     ci = cal.derived_ci95
-    derived.add_row(
-        "α", f"{cal.alpha * 1e3:.4g} ms", _scaled(ci, "alpha", 1e3), "mixed-iteration intercept"
-    )
-    derived.add_row(
-        "β", f"{cal.beta * 1e3:.4g} ms/token", _scaled(ci, "beta", 1e3), "cost per chunk token"
-    )
-    derived.add_row(
-        "γ", f"{cal.gamma:.4g} /s", _scaled(ci, "gamma", 1.0), f"1/τ_solo({cal.max_batch})"
-    )
-    derived.add_row(
-        "gap",
-        f"{cal.secant_max_rel_gap:.2%}",
-        "",
-        f"line vs τ_mix(C, {cal.max_batch - 1}), relative",
-    )
-    console.print(derived)
+    derived.rows += [
+        (["α"], [f"{cal.alpha * 1e3:.4g} ms", _scaled(ci, "alpha", 1e3),
+                 "mixed-iteration intercept"]),
+        (["β"], [f"{cal.beta * 1e3:.4g} ms/token", _scaled(ci, "beta", 1e3),
+                 "cost per chunk token"]),
+        (["γ"], [f"{cal.gamma:.4g} /s", _scaled(ci, "gamma", 1.0),
+                 f"1/τ_solo({cal.max_batch})"]),
+        (["gap"], [f"{cal.secant_max_rel_gap:.2%}", "",
+                   f"line vs τ_mix(C, {cal.max_batch - 1}), relative"]),
+    ]
+    return quality, coefficients, derived
+
+
+def render(cal: Calibration, console: Console) -> None:
+    """Curve quality, coefficients, derived constants and warnings, at the terminal's width
+    (`tablefit`: split or laid out as records rather than cut)."""
+    quality, coefficients, derived = _sheets(cal)
+    for sheet in (quality, coefficients, derived):
+        for part in fit(sheet, console.width):
+            console.print(part, soft_wrap=True)  # laid out already: no re-wrapping
+        if sheet is quality:
+            console.print(f"τ_solo form: {cal.solo.selection}", style="dim", highlight=False)
+            console.print(f"τ_mix form: {cal.mix.selection}", style="dim", highlight=False)
     console.print(cal.chunk_range_note, style="dim", highlight=False)
     for warning in cal.warnings:  # may quote input files: no markup, controls escaped
         console.print(Text.assemble(("warning:", "yellow"), " ", safe_text(warning)),
