@@ -19,6 +19,7 @@ from rich.console import Console
 if TYPE_CHECKING:
     from fluidgate.controllers.spec import ControllerSpec
     from fluidgate.harness.core import EngineCore
+    from fluidgate.harness.launch import RealEngines
     from fluidgate.harness.timing import EngineTiming
 
 EXIT_INPUT = 2
@@ -344,30 +345,39 @@ def harness(
                                       "plot and logs (created; its parent must exist).",
                                       show_default=False)],
     engine_kind: Annotated[EngineKind, typer.Option(
-        "--engine", help="emulated: engines that follow the calibrated τ (vllm, sglang: not "
-        "built yet).")] = EngineKind.EMULATED,
-    time_scale: Annotated[float, typer.Option(help="Model seconds per wall second.")] = 1.0,
+        "--engine", help="emulated: engines that follow the calibrated τ; vllm, sglang: real "
+        "servers on this machine's NVIDIA GPUs.")] = EngineKind.EMULATED,
+    model: Annotated[str | None, typer.Option(
+        metavar="PATH|SHAPE", help="Real engines: a model directory, or a shape (llama3-8b, "
+        "qwen3-8b, qwen3-4b, qwen3-0.6b, …) to serve with random weights and token-id "
+        "prompts, so nothing is downloaded.", show_default=False)] = None,
+    engines_per_gpu: Annotated[int, typer.Option(
+        help="Real engines: how many share one GPU (each gets that share of its "
+        "memory).")] = 1,
+    start_timeout: Annotated[float, typer.Option(
+        help="Real engines: wall seconds each may take to answer /health.")] = 600.0,
+    time_scale: Annotated[float, typer.Option(help="Model seconds per wall second "
+                                              "(emulated engines only).")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the load, the gateway and the "
                                       "simulator.")] = 0,
     stream_interval: Annotated[int, typer.Option(help="Tokens per streamed chunk.")] = 50,
     prefill_lookahead: Annotated[int, typer.Option(
         help="Iterations before a prefill's end that its engine announces it, so the gateway "
-        "sends the next prefill early (0: when it ends).")] = 1,
+        "sends the next prefill early (0: when it ends; emulated engines only).")] = 1,
     simulate: Annotated[bool, typer.Option(help="Run the iteration simulator at the same "
                                            "N, seed and duration for the report.")] = True,
 ) -> None:
-    """Solve a policy, start N emulated engines and the gateway, run the load, report.
+    """Solve a policy, start N engines and the gateway, run the load, report.
 
-    Writes DIR/report.json with measured, predicted (the LP at N) and simulated (the
-    iteration simulator at N) blocks of the same shape and the request accounting, plus
-    DIR/requests.jsonl and DIR/measured_vs_predicted.png. Every child process is stopped at
-    the end, also on Ctrl-C. Exit 2 on bad input, 3 infeasible, 4 solver failure.
+    Engines are emulated, or real vLLM or SGLang servers on this machine's GPUs
+    (CUDA_VISIBLE_DEVICES narrows which). Writes DIR/report.json with measured, predicted
+    (the LP at N) and simulated (the iteration simulator at N) blocks of the same shape and
+    the request accounting, plus DIR/requests.jsonl and DIR/measured_vs_predicted.png. Every
+    child process is stopped at the end, also on Ctrl-C. Exit 2 on bad input or a missing
+    engine program or GPU, 3 infeasible, 4 solver failure.
     """
     from fluidgate.harness.main import run_command
 
-    if engine_kind is not EngineKind.EMULATED:
-        fail(f"error: --engine {engine_kind.value} is not built yet; use --engine emulated "
-             "(see docs/harness.md)")
     need_libraries()
     positive("--duration", duration)
     positive("--time-scale", time_scale)
@@ -377,8 +387,39 @@ def harness(
         fail(f"error: --stream-interval must be at least 1, not {stream_interval}")
     if prefill_lookahead < 0:
         fail(f"error: --prefill-lookahead must be 0 or more, not {prefill_lookahead}")
+    real = _real_engines(engine_kind, gpus, model, engines_per_gpu, start_timeout, time_scale)
     run_command(policy_file, gpus, duration, out, time_scale, seed, stream_interval,
-                prefill_lookahead, simulate)
+                prefill_lookahead, simulate, real)
+
+
+def _real_engines(kind: EngineKind, gpus: int, model: str | None, per_gpu: int,
+                  start_timeout: float, time_scale: float) -> RealEngines | None:
+    """None for emulated engines; else the checked program, GPUs and choices (exit 2 with
+    what is missing and how to get it)."""
+    if kind is EngineKind.EMULATED:
+        for given, option in ((model is not None, "--model"), (per_gpu != 1,
+                                                               "--engines-per-gpu")):
+            if given:
+                fail(f"error: {option} is for --engine vllm or sglang; emulated engines take "
+                     "their timing from the policy")
+        return None
+    if time_scale != 1:
+        fail("error: --time-scale is for emulated engines; real engines run in real time "
+             "(leave it at 1)")
+    if model is None:
+        from fluidgate.calibration.architectures import ARCHITECTURES
+
+        fail(f"error: --engine {kind.value} needs --model: a model directory, or one of the "
+             f"shapes {', '.join(ARCHITECTURES)} to serve with random weights")
+    if per_gpu < 1:
+        fail(f"error: --engines-per-gpu must be at least 1, not {per_gpu}")
+    positive("--start-timeout", start_timeout)
+    from fluidgate.harness.prereqs import MissingPrerequisite, check_machine
+
+    try:
+        return check_machine(kind, gpus, model, per_gpu, start_timeout)
+    except MissingPrerequisite as exc:
+        fail(f"error: {exc}")
 
 
 def mount(app: typer.Typer) -> None:
@@ -391,5 +432,5 @@ def mount(app: typer.Typer) -> None:
                 "OpenAI-compatible engines.")(gateway)
     app.command(name="load", short_help="Send Poisson load or replay a trace; record each "
                 "request.")(load)
-    app.command(name="harness", short_help="Run a policy on emulated engines; measured vs "
-                "predicted.")(harness)
+    app.command(name="harness", short_help="Run a policy on emulated or real engines; "
+                "measured vs predicted.")(harness)

@@ -18,12 +18,14 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import aiohttp
 import numpy as np
 
 from fluidgate.controllers.classify import Classifier
 from fluidgate.controllers.spec import CLASS_HEADER, ControllerSpec
+from fluidgate.harness.bodies import chunk_tokens
 from fluidgate.harness.gateway import PATIENCE_HEADER
 from fluidgate.harness.gateway_metrics import Outcome
 from fluidgate.harness.protocol import MAX_OUTPUT_TOKENS, MAX_PROMPT_TOKENS
@@ -143,7 +145,8 @@ class LoadRun:
     """Send `arrivals` to `target` and record each; `records` holds them in send order."""
 
     def __init__(self, spec: ControllerSpec, target: str, arrivals: list[Arrival],
-                 time_scale: float = 1.0, drain_limit: float = 60.0) -> None:
+                 time_scale: float = 1.0, drain_limit: float = 60.0,
+                 body: Callable[[int, int], dict[str, Any]] | None = None) -> None:
         self.spec = spec
         self.url = target.rstrip("/") + "/v1/completions"
         self.arrivals = arrivals
@@ -151,6 +154,7 @@ class LoadRun:
         self.drain_limit = drain_limit  # wall seconds to wait for in-flight requests at the end
         self.records: list[RequestRecord] = []
         self._origin = 0.0
+        self._body = body  # (prompt, output) → the request body; None: the emulator's
 
     def _now(self) -> float:
         return (asyncio.get_running_loop().time() - self._origin) * self.scale
@@ -185,7 +189,8 @@ class LoadRun:
         headers = {CLASS_HEADER: rec.cls}
         if a.patience is not None:
             headers[PATIENCE_HEADER] = repr(a.patience)
-        body = {"prompt_tokens": a.prompt, "max_tokens": a.output, "stream": True}
+        body = (self._body(a.prompt, a.output) if self._body is not None else
+                {"prompt_tokens": a.prompt, "max_tokens": a.output, "stream": True})
         try:
             async with session.post(self.url, json=body, headers=headers) as r:
                 rec.status = r.status
@@ -201,6 +206,7 @@ class LoadRun:
     async def _read_stream(self, r: aiohttp.ClientResponse, rec: RequestRecord) -> Outcome:
         """Served for a complete stream; abandoned for an in-stream 'abandoned' error (the
         first token was already sent); failed for anything else."""
+        usage = 0
         async for raw in r.content:
             line = raw.strip()
             if not line.startswith(b"data: "):
@@ -212,7 +218,7 @@ class LoadRun:
             error = event.get("error")
             if isinstance(error, dict):
                 return Outcome.ABANDONED if error.get("type") == "abandoned" else Outcome.FAILED
-            n = event.get("fluidgate", {}).get("tokens", 0)
+            n, usage = chunk_tokens(event, usage)
             if n:
                 t = self._now() - rec.send
                 if rec.ttft is None:

@@ -10,14 +10,24 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from fluidgate.harness.cli import fail
+from fluidgate.harness.cli import EngineKind, fail
+
+if TYPE_CHECKING:
+    from fluidgate.controllers.spec import ControllerSpec
+    from fluidgate.harness.launch import RealEngines
+    from fluidgate.harness.run import HarnessOptions
 
 EXIT_INFEASIBLE, EXIT_SOLVER = 3, 4
 SCHEMA = "fluidgate.harness/v1"
+SGLANG_HANDOFF = (
+    "warning: the gateway hands each request from prefill to decode with vLLM's two-step "
+    "protocol (kv_transfer_params); SGLang servers coordinate the two through a bootstrap "
+    "room instead, so requests through the gateway are expected to fail on them until the "
+    "gateway speaks that protocol (docs/harness.md)")
 
 
 def solve_to_spec(policy_file: Path) -> Any:
@@ -37,7 +47,8 @@ def _out_dir(out: Path) -> Path:
 
 
 def run_command(policy_file: Path, gpus: int, duration: float, out: Path, time_scale: float,
-                seed: int, stream_interval: int, lookahead: int, simulate: bool) -> None:
+                seed: int, stream_interval: int, lookahead: int, simulate: bool,
+                real: RealEngines | None = None) -> None:
     from fluidgate.atomic import OutputError, write_output
     from fluidgate.controllers.spec import write_spec
     from fluidgate.harness.load import jsonl
@@ -66,10 +77,13 @@ def run_command(policy_file: Path, gpus: int, duration: float, out: Path, time_s
         fail(f"error: {exc}")
     c = spec_n.cluster
     console = Console(stderr=True, highlight=False)
-    console.print(f"{c.mixed_gpus} mixed + {c.solo_gpus} solo emulated engines, "
+    kind = real.kind.value if real is not None else "emulated"
+    console.print(f"{c.mixed_gpus} mixed + {c.solo_gpus} solo {kind} engines, "
                   f"{duration:g} s at time scale {time_scale:g}", markup=False)
     opts = HarnessOptions(spec_path, c.mixed_gpus, c.solo_gpus, duration, time_scale, seed,
                           stream_interval, lookahead, out / "logs")
+    if real is not None:
+        opts = real_options(opts, real, spec_n, out, console)
     t0 = time.perf_counter()
     try:
         records = asyncio.run(run_harness(spec_n, opts, _progress(console)))
@@ -77,13 +91,16 @@ def run_command(policy_file: Path, gpus: int, duration: float, out: Path, time_s
         fail(f"error: {exc}")
     wall = time.perf_counter() - t0
     report: dict[str, Any] = {
-        "schema": SCHEMA, "policy": spec.policy.name, "engine": "emulated", "gpus": gpus,
+        "schema": SCHEMA, "policy": spec.policy.name, "engine": kind, "gpus": gpus,
         "mixed_gpus": c.mixed_gpus, "solo_gpus": c.solo_gpus, "duration": duration,
         "time_scale": time_scale, "seed": seed,
         "prefill_lookahead": lookahead, "wall_s": wall,
         "requests": request_counts(records),
         "measured": measured_block(spec_n, records, duration),
         "predicted": predicted_block(spec_n, spec.cluster.gpus), "simulated": None}
+    if opts.engines:
+        report["engines"] = [{"role": e.role, "gpu": e.gpu, "url": e.url,
+                              "command": e.command_line()} for e in opts.engines]
     if simulate:
         from fluidgate.simulator.names import Fidelity
         from fluidgate.simulator.run import RunOptions
@@ -104,6 +121,32 @@ def run_command(policy_file: Path, gpus: int, duration: float, out: Path, time_s
     except OutputError as exc:
         fail(f"error: {exc}")
     _summary(report)
+
+
+def real_options(opts: HarnessOptions, real: RealEngines, spec: ControllerSpec, out: Path,
+                 console: Console) -> HarnessOptions:
+    """The run's options with its real engines planned: the model chosen (a generated
+    config written under `out`), a command line per engine, token-id request bodies."""
+    from dataclasses import replace
+
+    from fluidgate.atomic import OutputError
+    from fluidgate.harness.bodies import TokenPrompts
+    from fluidgate.harness.launch import plan_engines
+    from fluidgate.harness.model_choice import ModelError, choose_model
+
+    longest = max(round(c.prompt) + round(c.output) for c in spec.classes)
+    try:
+        model = choose_model(real.model, out, longest)
+        engines = plan_engines(real, spec, model, opts.stream_interval)
+    except (ModelError, OutputError, ValueError) as exc:
+        fail(f"error: {exc}")
+    for e in engines:
+        console.print(f"{e.name}: {e.command_line()}", markup=False, soft_wrap=True)
+    if real.kind is EngineKind.SGLANG:
+        console.print(SGLANG_HANDOFF, markup=False)
+    return replace(opts, engines=tuple(engines), engines_per_gpu=real.engines_per_gpu,
+                   start_timeout=real.start_timeout,
+                   body=TokenPrompts(model.token_ids, opts.seed))
 
 
 def _progress(console: Console) -> Any:

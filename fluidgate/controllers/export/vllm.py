@@ -26,15 +26,18 @@ def _kv(role: str) -> str:
     return json.dumps({"kv_connector": CONNECTOR, "kv_role": role}, separators=(",", ":"))
 
 
-def pool_args(spec: ControllerSpec, *, priority: bool = True,
-              kv: bool = True) -> tuple[list[str], list[str]]:
+def pool_args(spec: ControllerSpec, *, priority: bool = True, kv: bool = True,
+              handoff: bool = False) -> tuple[list[str], list[str]]:
     """(mixed, solo) engine arguments.
 
     `priority=False` leaves queue order to something in front of the engines (llm-d's flow
-    control); `kv=False` leaves the KV connector to a framework that sets its own (Dynamo).
+    control); `kv=False` leaves the KV connector to a framework that sets its own (Dynamo);
+    `handoff=True` gives mixed engines the connector even without a solo pool, for a front
+    (fluidgate's gateway) that runs every request's prefill and decode as two steps that may
+    land on two mixed engines.
     """
     b, c = spec.cluster.max_batch, plan.whole_chunk(spec)
-    disaggregated = spec.cluster.solo_gpus > 0
+    disaggregated = spec.cluster.solo_gpus > 0 or handoff
     # One prefill of at most C tokens plus up to B − 1 one-token decodes per iteration.
     mixed = ["--max-num-seqs", str(b), "--enable-chunked-prefill",
              "--max-num-batched-tokens", str(c + b), "--long-prefill-token-threshold", str(c)]
