@@ -90,13 +90,6 @@ def test_ctrl_c_stops_every_child(tmp_path: Path) -> None:
     assert _processes_mentioning(str(out)) == []
 
 
-def test_vllm_engine_is_refused_clearly(tmp_path: Path) -> None:
-    res = CliRunner().invoke(app, ["harness", str(POLICY), "--engine", "vllm", "--gpus", "2",
-                                   "--duration", "10", "--out", str(tmp_path / "x")])
-    assert res.exit_code == 2
-    assert "not built yet" in res.output
-
-
 def test_engine_refuses_a_taken_port() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -414,11 +414,13 @@ def _real_engines(kind: EngineKind, gpus: int, model: str | None, per_gpu: int,
     if per_gpu < 1:
         fail(f"error: --engines-per-gpu must be at least 1, not {per_gpu}")
     positive("--start-timeout", start_timeout)
+    from fluidgate.harness.model_choice import ModelError, check_model
     from fluidgate.harness.prereqs import MissingPrerequisite, check_machine
 
     try:
+        check_model(model)
         return check_machine(kind, gpus, model, per_gpu, start_timeout)
-    except MissingPrerequisite as exc:
+    except (ModelError, MissingPrerequisite) as exc:
         fail(f"error: {exc}")
 
 

@@ -42,20 +42,27 @@ def choose_model(name: str, run_dir: Path, longest: int) -> ModelChoice:
     `longest` is the longest request (prompt plus output tokens) the run will send, so the
     generated model's context holds it.
     """
-    given = Path(name).expanduser()
-    if given.is_dir():
-        return ModelChoice(given.resolve(), False, PATH_TOKEN_IDS, name)
-    if name not in ARCHITECTURES and ("/" in name or given.exists()):
-        raise ModelError(f"--model {name!r} is not a directory (give a model directory, or one "
-                         f"of the shapes {', '.join(ARCHITECTURES)} to run with random weights)")
-    try:
-        arch = architecture(name)
-    except ValueError as exc:
-        raise ModelError(f"--model: {exc}; or give a model directory") from None
+    arch = check_model(name)
+    if arch is None:
+        return ModelChoice(Path(name).expanduser().resolve(), False, PATH_TOKEN_IDS, name)
     target = run_dir / "model"
     target.mkdir(exist_ok=True)
     write_config(arch, target, longest)
     return ModelChoice(target.resolve(), True, (1, arch.vocab), name)
+
+
+def check_model(name: str) -> Architecture | None:
+    """The shape `name` names, None for a model directory; `ModelError` for anything else."""
+    given = Path(name).expanduser()
+    if given.is_dir():
+        return None
+    if name not in ARCHITECTURES and ("/" in name or given.exists()):
+        raise ModelError(f"--model {name!r} is not a directory (give a model directory, or one "
+                         f"of the shapes {', '.join(ARCHITECTURES)} to run with random weights)")
+    try:
+        return architecture(name)
+    except ValueError as exc:
+        raise ModelError(f"--model: {exc}; or give a model directory") from None
 
 
 def hf_config(arch: Architecture, longest: int) -> dict[str, object]:
