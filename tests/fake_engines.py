@@ -134,7 +134,8 @@ side = os.environ.get("VLLM_NIXL_SIDE_CHANNEL_PORT", "")
 if not side.isdigit():
     fail("VLLM_NIXL_SIDE_CHANNEL_PORT must be set to a port")
 become_engine(role, one(flags, "--port"), one(flags, "--stream-interval"),
-              {"kind": KIND, "side_port": int(side), "memory": flags.get("--gpu-memory-utilization")})
+              {"kind": KIND, "side_port": int(side),
+               "memory": flags.get("--gpu-memory-utilization")})
 '''
 
 _SGLANG = r'''
