@@ -24,6 +24,7 @@ from tests.fake_engines import alive, base_env, install
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = ROOT / "examples" / "two_class.sli"
+Fakes = tuple[dict[str, str], Path, Path]  # a run's environment, the records' folder, --out
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +38,15 @@ def _harness(env: dict[str, str], *args: str, timeout: float = 240
     return subprocess.run([sys.executable, "-m", "fluidgate", "harness", str(POLICY), *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
                           check=False)
+
+
+@pytest.fixture
+def fakes(tmp_path: Path) -> Fakes:
+    """(the environment of a run that finds the fakes first, where they record, --out)."""
+    bin_dir, packages = install(tmp_path)
+    records = tmp_path / "records"
+    records.mkdir()
+    return base_env(bin_dir, packages, records), records, tmp_path / "run"
 
 
 def _records(where: Path) -> list[dict[str, object]]:
@@ -71,11 +81,9 @@ def _accounted(out: Path) -> dict[str, object]:
     return report
 
 
-def test_vllm_engines_two_per_gpu_end_to_end(tmp_path: Path) -> None:
-    bin_dir, packages = install(tmp_path)
-    records, out = tmp_path / "records", tmp_path / "run"
-    records.mkdir()
-    env = dict(base_env(bin_dir, packages, records), FAKE_TIME_SCALE="50", FAKE_MEMORY="0.45")
+def test_vllm_engines_two_per_gpu_end_to_end(fakes: Fakes) -> None:
+    env, records, out = fakes
+    env = dict(env, FAKE_TIME_SCALE="50", FAKE_MEMORY="0.45")
     # N = 3 plans 1 mixed + 2 solo engines; at two per GPU they need GPUs 0, 0, 1
     done = _harness(env, "--engine", "vllm", "--model", "qwen3-0.6b", "--gpus", "3",
                     "--engines-per-gpu", "2", "--duration", "6", "--out", str(out),
@@ -98,11 +106,9 @@ def test_vllm_engines_two_per_gpu_end_to_end(tmp_path: Path) -> None:
     _check_nothing_left(seen, out)
 
 
-def test_sglang_servers_end_to_end(tmp_path: Path) -> None:
-    bin_dir, packages = install(tmp_path)
-    records, out = tmp_path / "records", tmp_path / "run"
-    records.mkdir()
-    env = dict(base_env(bin_dir, packages, records), FAKE_TIME_SCALE="50")
+def test_sglang_servers_end_to_end(fakes: Fakes) -> None:
+    env, records, out = fakes
+    env = dict(env, FAKE_TIME_SCALE="50")
     done = _harness(env, "--engine", "sglang", "--model", "qwen3-0.6b", "--gpus", "2",
                     "--duration", "6", "--out", str(out), "--no-simulate")
     assert done.returncode == 0, done.stderr
@@ -117,11 +123,9 @@ def test_sglang_servers_end_to_end(tmp_path: Path) -> None:
     _check_nothing_left(seen, out)
 
 
-def test_an_engine_that_dies_is_named_with_its_command_and_log(tmp_path: Path) -> None:
-    bin_dir, packages = install(tmp_path)
-    records, out = tmp_path / "records", tmp_path / "run"
-    records.mkdir()
-    env = dict(base_env(bin_dir, packages, records), FAKE_FAIL="1")
+def test_an_engine_that_dies_is_named_with_its_command_and_log(fakes: Fakes) -> None:
+    env, _, out = fakes
+    env = dict(env, FAKE_FAIL="1")
     done = _harness(env, "--engine", "vllm", "--model", "qwen3-0.6b", "--gpus", "2",
                     "--duration", "5", "--out", str(out), "--no-simulate")
     assert done.returncode == 2
@@ -131,16 +135,14 @@ def test_an_engine_that_dies_is_named_with_its_command_and_log(tmp_path: Path) -
     assert "Traceback" not in done.stderr
 
 
-def test_an_engine_that_never_answers_times_out_and_is_stopped(tmp_path: Path) -> None:
-    bin_dir, packages = install(tmp_path)
-    records, out = tmp_path / "records", tmp_path / "run"
-    records.mkdir()
-    env = dict(base_env(bin_dir, packages, records), FAKE_HANG="1")
+def test_an_engine_that_never_answers_times_out_and_is_stopped(fakes: Fakes) -> None:
+    env, records, out = fakes
+    env = dict(env, FAKE_HANG="1")
     done = _harness(env, "--engine", "vllm", "--model", "qwen3-0.6b", "--gpus", "2",
                     "--duration", "5", "--out", str(out), "--no-simulate",
-                    "--start-timeout", "3")
+                    "--start-timeout", "10")  # ample for the fakes to record themselves
     assert done.returncode == 2
-    assert "did not answer http://127.0.0.1:" in done.stderr and "within 3 s" in done.stderr
+    assert "did not answer http://127.0.0.1:" in done.stderr and "within 10 s" in done.stderr
     seen = _records(records)
     assert len(seen) == 2  # both started (one per GPU), both stopped
     _check_nothing_left(seen, out)

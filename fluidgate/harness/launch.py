@@ -114,7 +114,7 @@ def plan_engines(real: RealEngines, spec: ControllerSpec, model: ModelChoice,
     for i, role in enumerate(roles):
         port = pick()
         plan_args = mixed_args if role == "mixed" else solo_args
-        argv, env = build(real, model, plan_args, role, port, stream_interval, pick)
+        argv, env = build(real, model, plan_args, port, stream_interval, pick)
         out.append(EngineProcess(i, role, real.gpus[i // k], port, tuple(argv),
                                  (("CUDA_VISIBLE_DEVICES", real.gpus[i // k]), *env)))
     return out
@@ -136,43 +136,41 @@ def _pool_args(kind: EngineKind, spec: ControllerSpec) -> tuple[list[str], list[
     return sglang.pool_args(spec)
 
 
-def _memory_share(per_gpu: int) -> str | None:
-    return None if per_gpu == 1 else f"{math.floor(100 * SHARED_GPU_MEMORY / per_gpu) / 100:g}"
+def _local(model: ModelChoice, per_gpu: int, stream_interval: int, no_cache: str,
+           memory: str) -> list[str]:
+    """The arguments a local timing run adds on either stack (their flag names differ)."""
+    out = ["--served-model-name", SERVED_NAME, "--stream-interval", str(stream_interval),
+           no_cache]
+    if model.generated:
+        out += ["--load-format", "dummy", "--skip-tokenizer-init"]
+    if per_gpu > 1:
+        out += [memory, f"{math.floor(100 * SHARED_GPU_MEMORY / per_gpu) / 100:g}"]
+    return out
 
 
-def _vllm(real: RealEngines, model: ModelChoice, plan_args: list[str], role: str, port: int,
+def _offline(model: ModelChoice) -> list[tuple[str, str]]:
+    return [("HF_HUB_OFFLINE", "1")] if model.generated else []
+
+
+def _vllm(real: RealEngines, model: ModelChoice, plan_args: list[str], port: int,
           stream_interval: int, pick: PortPicker) -> tuple[list[str], list[tuple[str, str]]]:
-    extra = ["--served-model-name", SERVED_NAME, "--stream-interval", str(stream_interval),
-             "--disable-prefix-caching"]
-    if model.generated:
-        extra += ["--load-format", "dummy", "--skip-tokenizer-init"]
-    share = _memory_share(real.engines_per_gpu)
-    if share is not None:
-        extra += ["--gpu-memory-utilization", share]
-    table = load_flag_table(VLLM_FLAGS)
+    extra = _local(model, real.engines_per_gpu, stream_interval, "--disable-prefix-caching",
+                   "--gpu-memory-utilization")
     frontend = checked(["--host", HOST, "--port", str(port)], VLLM_FRONTEND)
-    argv = [*real.program, str(model.path), *frontend, *plan_args, *checked(extra, table)]
-    env = [("VLLM_NIXL_SIDE_CHANNEL_PORT", str(pick()))]
-    if model.generated:
-        env.append(("HF_HUB_OFFLINE", "1"))
-    return argv, env
+    argv = [*real.program, str(model.path), *frontend, *plan_args,
+            *checked(extra, load_flag_table(VLLM_FLAGS))]
+    return argv, [("VLLM_NIXL_SIDE_CHANNEL_PORT", str(pick())), *_offline(model)]
 
 
-def _sglang(real: RealEngines, model: ModelChoice, plan_args: list[str], role: str, port: int,
+def _sglang(real: RealEngines, model: ModelChoice, plan_args: list[str], port: int,
             stream_interval: int, pick: PortPicker) -> tuple[list[str], list[tuple[str, str]]]:
     extra = ["--model-path", str(model.path), "--host", HOST, "--port", str(port),
-             "--served-model-name", SERVED_NAME, "--stream-interval", str(stream_interval),
-             "--disable-radix-cache"]
-    if model.generated:
-        extra += ["--load-format", "dummy", "--skip-tokenizer-init"]
-    share = _memory_share(real.engines_per_gpu)
-    if share is not None:
-        extra += ["--mem-fraction-static", share]
+             *_local(model, real.engines_per_gpu, stream_interval, "--disable-radix-cache",
+                     "--mem-fraction-static")]
     if _prefill_server(plan_args):  # it listens for KV bootstrap on a port of its own
         extra += ["--disaggregation-bootstrap-port", str(pick())]
     argv = [*real.program, *checked(extra, load_flag_table(SGLANG_FLAGS)), *plan_args]
-    env = [("HF_HUB_OFFLINE", "1")] if model.generated else []
-    return argv, env
+    return argv, _offline(model)
 
 
 def _prefill_server(args: list[str]) -> bool:
