@@ -6,8 +6,8 @@ flag tables and the values the test policy implies (B = 16, C = 256 in two_class
 refusing anything else with exit 3 and a message; then records what it was given and
 execs the emulated engine (`fluidgate engine`) on the port it was told, so readiness, the
 gateway, the accounting and the cleanup all run for real. Before the exec it starts a
-sleeping child of its own, as a real engine starts worker processes, so a test can check
-that the whole process group is stopped.
+sleeping child of its own that ignores SIGTERM, as a real engine starts worker processes,
+so a test can check that the whole process group is stopped, stragglers included.
 
 Knobs (environment): FAKE_RECORD_DIR (where records go), FAKE_POLICY (the emulator's
 timing), FAKE_TIME_SCALE, FAKE_MEMORY (the expected memory share flag value, absent: no
@@ -90,7 +90,9 @@ def become_engine(role, port, interval, record):
         print("loading model weights", flush=True)
         print("torch.OutOfMemoryError: CUDA out of memory", file=sys.stderr, flush=True)
         sys.exit(1)
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    # a worker that ignores SIGTERM: only the group's SIGKILL after its leader left ends it
+    sleeper = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                                "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
     record.update(pid=os.getpid(), sleeper=sleeper.pid, role=role, port=int(port),
                   gpu=os.environ["CUDA_VISIBLE_DEVICES"])
     out = Path(os.environ["FAKE_RECORD_DIR"]) / f"{os.getpid()}.json"

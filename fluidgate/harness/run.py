@@ -125,13 +125,17 @@ class Children:
             if p.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs:
-            try:
-                await asyncio.wait_for(p.wait(), self._grace.get(p.pid, STOP_GRACE_S))
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGKILL)
-                await p.wait()
+        await asyncio.gather(*(self._reap(p) for p in self.procs))
+
+    async def _reap(self, p: asyncio.subprocess.Process) -> None:
+        """Wait out the child's grace, then SIGKILL whatever is left of its group: a worker
+        that outlived its leader included (the group's id is not reused while it has
+        members, so this reaches no stranger)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(p.wait(), self._grace.get(p.pid, STOP_GRACE_S))
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(p.pid, signal.SIGKILL)
+        await p.wait()
 
 
 async def run_harness(spec: ControllerSpec, opts: HarnessOptions,
