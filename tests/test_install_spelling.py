@@ -10,8 +10,10 @@ from tests.conftest import ROOT
 EXTRAS = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
     "optional-dependencies"])
 PIP = re.compile(r"pip install ([^`\n)\"]*)")
-# the one other install the docs show: PyTorch's CPU wheel, before the extra
-ALLOWED_OTHER = ("torch --index-url https://download.pytorch.org/whl/cpu",)
+# the other installs the docs show: PyTorch's CPU wheel, before the extra, and the serving
+# engines `fluidgate harness --engine vllm|sglang` starts (not fluidgate's dependencies)
+ALLOWED_OTHER = ("torch --index-url https://download.pytorch.org/whl/cpu", "vllm==0.33.0",
+                 "'sglang[all]==0.5.23'")
 
 
 def sources() -> list[tuple[str, str]]:

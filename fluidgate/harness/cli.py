@@ -19,7 +19,6 @@ from rich.console import Console
 if TYPE_CHECKING:
     from fluidgate.controllers.spec import ControllerSpec
     from fluidgate.harness.core import EngineCore
-    from fluidgate.harness.launch import RealEngines
     from fluidgate.harness.timing import EngineTiming
 
 EXIT_INPUT = 2
@@ -387,41 +386,15 @@ def harness(
         fail(f"error: --stream-interval must be at least 1, not {stream_interval}")
     if prefill_lookahead < 0:
         fail(f"error: --prefill-lookahead must be 0 or more, not {prefill_lookahead}")
-    real = _real_engines(engine_kind, gpus, model, engines_per_gpu, start_timeout, time_scale)
-    run_command(policy_file, gpus, duration, out, time_scale, seed, stream_interval,
-                prefill_lookahead, simulate, real)
-
-
-def _real_engines(kind: EngineKind, gpus: int, model: str | None, per_gpu: int,
-                  start_timeout: float, time_scale: float) -> RealEngines | None:
-    """None for emulated engines; else the checked program, GPUs and choices (exit 2 with
-    what is missing and how to get it)."""
-    if kind is EngineKind.EMULATED:
-        for given, option in ((model is not None, "--model"), (per_gpu != 1,
-                                                               "--engines-per-gpu")):
-            if given:
-                fail(f"error: {option} is for --engine vllm or sglang; emulated engines take "
-                     "their timing from the policy")
-        return None
-    if time_scale != 1:
-        fail("error: --time-scale is for emulated engines; real engines run in real time "
-             "(leave it at 1)")
-    if model is None:
-        from fluidgate.calibration.architectures import ARCHITECTURES
-
-        fail(f"error: --engine {kind.value} needs --model: a model directory, or one of the "
-             f"shapes {', '.join(ARCHITECTURES)} to serve with random weights")
-    if per_gpu < 1:
-        fail(f"error: --engines-per-gpu must be at least 1, not {per_gpu}")
-    positive("--start-timeout", start_timeout)
-    from fluidgate.harness.model_choice import ModelError, check_model
-    from fluidgate.harness.prereqs import MissingPrerequisite, check_machine
+    from fluidgate.harness.prereqs import MissingPrerequisite, real_engines
 
     try:
-        check_model(model)
-        return check_machine(kind, gpus, model, per_gpu, start_timeout)
-    except (ModelError, MissingPrerequisite) as exc:
+        real = real_engines(engine_kind, gpus, model, engines_per_gpu, start_timeout,
+                            time_scale)
+    except (MissingPrerequisite, ValueError) as exc:
         fail(f"error: {exc}")
+    run_command(policy_file, gpus, duration, out, time_scale, seed, stream_interval,
+                prefill_lookahead, simulate, real)
 
 
 def mount(app: typer.Typer) -> None:

@@ -11,6 +11,7 @@ which need not be fluidgate's). GPUs are those `nvidia-smi -L` lists, narrowed t
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import shutil
@@ -19,11 +20,12 @@ from pathlib import Path
 
 from fluidgate.harness.cli import EngineKind
 from fluidgate.harness.launch import RealEngines, gpus_needed
+from fluidgate.harness.model_choice import check_model
 
 VLLM_VERSION = "0.33.0"
 SGLANG_VERSION = "0.5.23"
-VLLM_INSTALL = f"pip install vllm=={VLLM_VERSION}"
-SGLANG_INSTALL = f"pip install 'sglang[all]=={SGLANG_VERSION}'"
+VLLM_INSTALL = "pip install vllm==0.33.0"  # the versions whose flags controllers/flags/ holds
+SGLANG_INSTALL = "pip install 'sglang[all]==0.5.23'"
 SGLANG_MODULE = "sglang.launch_server"
 NVIDIA_SMI_TIMEOUT_S = 30.0
 
@@ -122,3 +124,33 @@ def check_machine(kind: EngineKind, gpus: int, model: str, engines_per_gpu: int,
             "--engines-per-gpu")
     return RealEngines(kind, tuple(program), tuple(found), model, engines_per_gpu,
                        start_timeout)
+
+
+def real_engines(kind: EngineKind, gpus: int, model: str | None, per_gpu: int,
+                 start_timeout: float, time_scale: float) -> RealEngines | None:
+    """None for emulated engines; else the checked program, GPUs and choices.
+
+    `ValueError` for an option that does not fit the engine kind, `MissingPrerequisite` for
+    what the machine lacks; both say what to do.
+    """
+    if kind is EngineKind.EMULATED:
+        for given, option in ((model is not None, "--model"), (per_gpu != 1,
+                                                               "--engines-per-gpu")):
+            if given:
+                raise ValueError(f"{option} is for --engine vllm or sglang; emulated engines "
+                                 "take their timing from the policy")
+        return None
+    if time_scale != 1:
+        raise ValueError("--time-scale is for emulated engines; real engines run in real time "
+                         "(leave it at 1)")
+    if model is None:
+        from fluidgate.calibration.architectures import ARCHITECTURES
+
+        raise ValueError(f"--engine {kind.value} needs --model: a model directory, or one of "
+                         f"the shapes {', '.join(ARCHITECTURES)} to serve with random weights")
+    if per_gpu < 1:
+        raise ValueError(f"--engines-per-gpu must be at least 1, not {per_gpu}")
+    if not (math.isfinite(start_timeout) and start_timeout > 0):
+        raise ValueError(f"--start-timeout must be a positive number, not {start_timeout}")
+    check_model(model)
+    return check_machine(kind, gpus, model, per_gpu, start_timeout)
