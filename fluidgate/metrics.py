@@ -14,16 +14,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from fluidgate.model import Cluster, Policy, PricingMode, WorkloadClass, service_rates
+from fluidgate.model import (
+    ClassVectors,
+    Cluster,
+    Policy,
+    PricingMode,
+    WorkloadClass,
+    service_rates,
+)
 from fluidgate.sli_dsl.units import MONEY_RATE, NUMBER, RATE, TIME, Dim
 
 # A float, or a SymPy expression when the SLO compiler builds a constraint's sides.
 Scalar = Any
+
+if TYPE_CHECKING:
+    from fluidgate.model import FloatArray
 
 # Below this a class's prefill occupancy (per GPU) counts as "never admitted": its TTFT is
 # then undefined rather than the prefill time of requests that never start.
@@ -110,6 +120,11 @@ class ClassParams:
     def of(cls, cluster: Cluster, wc: WorkloadClass) -> ClassParams:
         r = service_rates(cluster, wc)
         return cls(wc.rate, wc.theta, wc.prompt, r.mu_p, r.mu_m, r.mu_s)
+
+    @classmethod
+    def of_vectors(cls, v: ClassVectors) -> ClassParams:
+        """Every class at once: each field a numpy column, for the elementwise formulas."""
+        return cls(v.rate, v.theta, v.prompt, v.mu_p, v.mu_m, v.mu_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,8 +246,20 @@ def mixed_share(flows: Sequence[ClassFlow]) -> Scalar:
     return sum((f.prefilling for f in flows), 0.0)
 
 
-def class_revenue(f: ClassFlow, wc: WorkloadClass, pricing: PricingMode,
-                  cluster: Cluster) -> Scalar:
+class Priced(Protocol):
+    """What a class's revenue depends on: a `WorkloadClass`, or `ClassVectors` (columns)."""
+
+    @property
+    def prompt(self) -> Any: ...
+    @property
+    def price_input(self) -> Any: ...
+    @property
+    def price_output(self) -> Any: ...
+    @property
+    def bundled_price(self) -> Any: ...
+
+
+def class_revenue(f: ClassFlow, wc: Priced, pricing: PricingMode, cluster: Cluster) -> Scalar:
     """Money per GPU per second from one class (DESIGN.md §2's two pricing schemes)."""
     if pricing == "bundled":  # w_i per completed request
         return wc.bundled_price * f.served
@@ -267,6 +294,20 @@ def revenue_coefficients(cluster: Cluster, wc: WorkloadClass,
     return RevenueCoefficients(at(1.0, 0.0, 0.0), at(0.0, 1.0, 0.0), at(0.0, 0.0, 1.0))
 
 
+def revenue_coefficient_vectors(cluster: Cluster, v: ClassVectors, pricing: PricingMode,
+                                ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """`revenue_coefficients` of every class at once (the `x`, `y_m` and `y_s` columns),
+    read off the same `class_revenue` elementwise, so each entry is the same bits."""
+    p = ClassParams.of_vectors(v)
+
+    def at(x: float, y_m: float, y_s: float) -> FloatArray:
+        out: FloatArray = class_revenue(plan_flow(p, x, y_m, y_s, 0.0, 0.0), v, pricing,
+                                        cluster)
+        return out
+
+    return at(1.0, 0.0, 0.0), at(0.0, 1.0, 0.0), at(0.0, 0.0, 1.0)
+
+
 # --- numeric values: the plan's predictions and a measurement, in one shape --------------
 
 
@@ -297,6 +338,11 @@ class MetricReport:
     spread_prefill: float
     spread_decode: float
     revenue: float  # money per second, cluster-wide
+    _by_name: dict[str, int] = field(default_factory=dict, init=False, repr=False,
+                                     compare=False)
+
+    def __post_init__(self) -> None:  # an SLO per class looks its class up: not a scan each
+        object.__setattr__(self, "_by_name", {c.name: i for i, c in enumerate(self.classes)})
 
     def value(self, metric: Metric, arg: str | None) -> float | None:
         """The value of `metric(arg)` as an SLO side reads it (arg: class, pool or None)."""
@@ -308,7 +354,9 @@ class MetricReport:
             return self.spread_prefill if arg == Pool.PREFILL else self.spread_decode
         if metric is Metric.TPOT and arg is None:
             return self.tpot
-        cm = next(c for c in self.classes if c.name == arg)
+        cm = self.classes[self._by_name[arg]] if arg is not None else None
+        if cm is None:
+            raise KeyError("a per-class metric needs a class")
         values: dict[Metric, float | None] = {
             Metric.RATE: cm.rate, Metric.ADMITTED: cm.admitted, Metric.SERVED: cm.served,
             Metric.ABANDONMENT: cm.abandonment, Metric.WAIT: cm.wait, Metric.TTFT: cm.ttft,
@@ -320,33 +368,56 @@ def _ratio(num: float, den: float) -> float | None:
     return num / den if den > 0 else None
 
 
-def _spread(classes: Sequence[WorkloadClass], flows: Sequence[ClassFlow], pool: Pool) -> float:
-    shares = [spread_quantity(f, pool) / c.weight for c, f in zip(classes, flows, strict=True)]
-    return float(max(shares) - min(shares))
+def stack_flows(flows: Sequence[ClassFlow]) -> ClassFlow:
+    """Per-class flows as one `ClassFlow` of numpy columns (entry i: `flows[i]`)."""
+    import numpy as np
+
+    return ClassFlow(*(np.array([getattr(f, k.name) for f in flows], dtype=np.float64)
+                       for k in fields(ClassFlow)))
 
 
 def metric_report(policy: Policy, flows: Sequence[ClassFlow]) -> MetricReport:
     """Every metric at these per-class flows (from `plan_flow` or `measured_flow`)."""
+    return metric_report_of(policy, ClassVectors.of(policy), stack_flows(flows))
+
+
+def metric_report_of(policy: Policy, v: ClassVectors, f: ClassFlow) -> MetricReport:
+    """`metric_report` with every class at once: `v` the policy's classes and `f` their flows
+    as numpy columns. Each metric is the function above applied elementwise, and each sum
+    over classes adds in class order, so the numbers are those of a class-by-class pass."""
+    import numpy as np
+
     c = policy.cluster
     n = c.gpus
-    out: list[ClassMetrics] = []
-    for wc, f in zip(policy.classes, flows, strict=True):
-        arrived = f.arrivals > 0
-        out.append(ClassMetrics(
-            name=wc.name, rate=rate(f, n), admitted=admitted(f, n), served=served(f, n),
-            abandonment=abandonment(f) if arrived else 0.0, wait=wait(f) if arrived else 0.0,
-            ttft=(wait(f) if arrived else 0.0) + prefill_time(wc.prompt, c)
-            if f.prefilling > ADMIT_TOL else None,
-            tpot=_ratio(f.decoding, token_rate(f, c)),
-            p_solo=solo_share(f.served_mixed, f.served_solo)))
-    revenue = sum(class_revenue(f, wc, policy.pricing, c)
-                  for wc, f in zip(policy.classes, flows, strict=True))
+    arrived = f.arrivals > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        abandon = np.where(arrived, abandonment(f), 0.0)
+        waits = np.where(arrived, wait(f), 0.0)
+        ttfts = waits + prefill_time(v.prompt, c)
+        tokens_per_s = token_rate(f, c)
+        tpots = tpot(f.decoding, tokens_per_s)
+        total = f.served_mixed + f.served_solo
+        p_solo = np.where(total > 0, f.served_solo / total, 1.0)  # `solo_share`
+    admitted_ok = (f.prefilling > ADMIT_TOL).tolist()
+    decodes = (tokens_per_s > 0).tolist()
+    out = [ClassMetrics(name, *values) for name, *values in zip(
+        (wc.name for wc in policy.classes), rate(f, n).tolist(), admitted(f, n).tolist(),
+        served(f, n).tolist(), abandon.tolist(), waits.tolist(),
+        [t if ok else None for t, ok in zip(ttfts.tolist(), admitted_ok, strict=True)],
+        [t if ok else None for t, ok in zip(tpots.tolist(), decodes, strict=True)],
+        p_solo.tolist(), strict=True)]
+    revenue = sum(class_revenue(f, v, policy.pricing, c).tolist())
+
+    def spread(pool: Pool) -> float:
+        shares = spread_quantity(f, pool) / v.weight
+        return float(shares.max() - shares.min())
+
     return MetricReport(
         classes=tuple(out),
-        tpot=_ratio(sum(f.decoding for f in flows), sum(token_rate(f, c) for f in flows)),
-        mixed_share=float(mixed_share(flows)),
-        spread_prefill=_spread(policy.classes, flows, Pool.PREFILL),
-        spread_decode=_spread(policy.classes, flows, Pool.DECODE),
+        tpot=_ratio(sum(f.decoding.tolist()), sum(tokens_per_s.tolist())),
+        mixed_share=sum(f.prefilling.tolist(), 0.0),  # `mixed_share`, Σ x_i
+        spread_prefill=spread(Pool.PREFILL),
+        spread_decode=spread(Pool.DECODE),
         revenue=n * revenue)
 
 

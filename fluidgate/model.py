@@ -10,9 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fluidgate.diagnostics import Span
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    FloatArray = npt.NDArray[np.float64]
 
 PricingMode = Literal["bundled", "separate"]
 
@@ -186,13 +192,69 @@ class Rates:
     mu_s: float
 
 
-def service_rates(cluster: Cluster, cls: WorkloadClass) -> Rates:
+def rate_terms(cluster: Cluster, prompt: Any, output: Any) -> tuple[Any, Any, Any]:
+    """`μ_p = C/(P·τ)`, `μ_m = 1/(O·τ)`, `μ_s = γ/O`: of one class (floats) or of many at
+    once (numpy arrays, elementwise). Both go through these same float operations, so a
+    class's rates are the same bits whichever way they were computed."""
     tau = cluster.tau
-    return Rates(
-        mu_p=cluster.chunk / (cls.prompt * tau),
-        mu_m=1.0 / (cls.output * tau),
-        mu_s=cluster.gamma / cls.output,
-    )
+    return cluster.chunk / (prompt * tau), 1.0 / (output * tau), cluster.gamma / output
+
+
+def service_rates(cluster: Cluster, cls: WorkloadClass) -> Rates:
+    mu_p, mu_m, mu_s = rate_terms(cluster, cls.prompt, cls.output)
+    return Rates(mu_p=mu_p, mu_m=mu_m, mu_s=mu_s)
+
+
+@dataclass(frozen=True)
+class ClassVectors:
+    """A policy's classes as numpy columns (entry i is `policy.classes[i]`), with their
+    service rates.
+
+    Building, scaling and reading back the LP of 50,000 classes one `WorkloadClass` at a
+    time cost several times the solve itself; these columns let that work run elementwise,
+    through the same formulas (`rate_terms`, the metrics) and so to the same bits.
+    """
+
+    rate: FloatArray
+    prompt: FloatArray
+    output: FloatArray
+    theta: FloatArray  # 0 for a class without patience
+    price_input: FloatArray
+    price_output: FloatArray
+    weight: FloatArray
+    mu_p: FloatArray
+    mu_m: FloatArray
+    mu_s: FloatArray
+
+    @classmethod
+    def of(cls, policy: Policy) -> ClassVectors:
+        import numpy as np
+
+        classes = policy.classes
+
+        def column(values: list[float]) -> FloatArray:
+            return np.array(values, dtype=np.float64)
+
+        prompt = column([c.prompt for c in classes])
+        output = column([c.output for c in classes])
+        mu_p, mu_m, mu_s = rate_terms(policy.cluster, prompt, output)
+        return cls(
+            rate=column([c.rate for c in classes]), prompt=prompt, output=output,
+            theta=column([c.theta for c in classes]),
+            price_input=column([c.price_input for c in classes]),
+            price_output=column([c.price_output for c in classes]),
+            weight=column([c.weight for c in classes]),
+            mu_p=mu_p, mu_m=mu_m, mu_s=mu_s)
+
+    @property
+    def bundled_price(self) -> FloatArray:
+        """`w_i` of every class (`WorkloadClass.bundled_price`, elementwise)."""
+        return self.price_input * self.prompt + self.price_output * self.output
+
+    def rates(self) -> list[Rates]:
+        """The same rates as `service_rates` gives class by class."""
+        return [Rates(p, m, s) for p, m, s in zip(self.mu_p.tolist(), self.mu_m.tolist(),
+                                                 self.mu_s.tolist(), strict=True)]
 
 
 # --- service-level constraints, as checked expression trees -------------------------------

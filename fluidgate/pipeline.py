@@ -19,7 +19,9 @@ from fluidgate.solvers.registry import get_solver
 
 if TYPE_CHECKING:
     from fluidgate.formulations.columns import Var
+    from fluidgate.formulations.fluid_lp import FluidLP
     from fluidgate.formulations.matrix import CompiledLP
+    from fluidgate.solvers.base import FloatArray
     from fluidgate.solvers.scaling import Scaling
     from fluidgate.verify import Failure, Verification
 
@@ -61,7 +63,7 @@ def solve_policy(
     backend = ScaledSolver(get_solver(solver), scaling)
     t2 = time.perf_counter()
     timings.update(build=t1 - t0, compile=t2 - t1)
-    outcome = _solve_verified(policy, compiled, backend, scaling, options, timings)
+    outcome = _solve_verified(policy, lp, compiled, backend, scaling, options, timings)
     result, check = outcome.result, outcome.verification
     t3 = time.perf_counter()
     if result.status is TerminationStatus.UNVERIFIED:
@@ -101,7 +103,7 @@ def solve_policy(
 class _Outcome:
     result: SolverResult
     verification: Verification | None = None
-    values: dict[Var, list[float]] | None = None
+    values: dict[Var, FloatArray] | None = None
     readback: PlanReadback | None = None
 
 
@@ -112,6 +114,7 @@ RETRY_HINT = ("or bring the policy's numbers closer to typical values (the range
 
 def _solve_verified(
     policy: Policy,
+    fluid: FluidLP,
     compiled: CompiledLP,
     backend: Solver,
     scaling: Scaling,
@@ -144,7 +147,7 @@ def _solve_verified(
             assert check.x is not None
             t2 = time.perf_counter()
             values = compiled.variable_values(check.x, len(policy.classes))
-            readback = read_plan(policy, values)  # what the report prints, checked next
+            readback = read_plan(policy, values, fluid.vectors)  # printed, checked next
             t1 += time.perf_counter() - t2  # the read-back is not verification's cost
             check = check.with_failures(verify_plan(policy, readback.classes))
             result = dataclasses.replace(result, x=check.x)

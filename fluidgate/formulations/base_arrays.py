@@ -20,31 +20,25 @@ import numpy as np
 
 from fluidgate.formulations.columns import Var
 from fluidgate.formulations.fluid_lp import FluidLP
-from fluidgate.formulations.matrix import CompiledLP, RowRef
-from fluidgate.metrics import revenue_coefficients
-from fluidgate.model import Objective, Policy, service_rates
-from fluidgate.solvers.base import CscMatrix, MatrixLP
+from fluidgate.formulations.matrix import CompiledLP, IntArray, RowRef
+from fluidgate.metrics import revenue_coefficient_vectors
+from fluidgate.model import Objective, Policy
+from fluidgate.solvers.base import CscMatrix, FloatArray, IndexedNames, MatrixLP
+
+_ORDER = (Var.X, Var.Y_M, Var.Y_S, Var.Q_P, Var.Q_D)  # the order columns first appear in rows
 
 
-def _objective(policy: Policy, lp: FluidLP) -> tuple[list[tuple[Var, int]], list[float]]:
-    """The objective's nonzero terms in the order `fluid_lp._objective_expr` writes them."""
-    cols: list[tuple[Var, int]] = []
-    vals: list[float] = []
-    terms: tuple[tuple[Var, float], ...]
-    for i, (cls, r) in enumerate(zip(policy.classes, lp.rates, strict=True)):
-        if policy.objective is Objective.SERVED:
-            terms = ((Var.Y_M, r.mu_m), (Var.Y_S, r.mu_s))
-        elif policy.objective is Objective.THROUGHPUT:
-            tokens = cls.prompt + cls.output
-            terms = ((Var.Y_M, tokens * r.mu_m), (Var.Y_S, tokens * r.mu_s))
-        else:
-            k = revenue_coefficients(policy.cluster, cls, policy.pricing)
-            terms = ((Var.X, k.x), (Var.Y_M, k.y_m), (Var.Y_S, k.y_s))
-        for var, coef in terms:
-            if coef:
-                cols.append((var, i))
-                vals.append(float(coef))
-    return cols, vals
+def _objective(lp: FluidLP) -> tuple[list[Var], FloatArray]:
+    """The objective's coefficients, one row per class, in the order
+    `fluid_lp._objective_expr` writes each class's terms (which `Var` each column is)."""
+    policy, v = lp.policy, lp.vectors
+    if policy.objective is Objective.SERVED:
+        return [Var.Y_M, Var.Y_S], np.column_stack([v.mu_m, v.mu_s])
+    if policy.objective is Objective.THROUGHPUT:
+        tokens = v.prompt + v.output
+        return [Var.Y_M, Var.Y_S], np.column_stack([tokens * v.mu_m, tokens * v.mu_s])
+    k = revenue_coefficient_vectors(policy.cluster, v, policy.pricing)
+    return [Var.X, Var.Y_M, Var.Y_S], np.column_stack(k)
 
 
 def base_lp(policy: Policy) -> tuple[FluidLP, CompiledLP]:
@@ -53,31 +47,30 @@ def base_lp(policy: Policy) -> tuple[FluidLP, CompiledLP]:
     if policy.slos:
         raise ValueError("base_lp is for policies without SLOs; build the Pyomo model")
     n = len(policy.classes)
-    rates = [service_rates(policy.cluster, cls) for cls in policy.classes]
-    lp = FluidLP(policy=policy, model=None, rates=rates)
+    lp = FluidLP(policy=policy, model=None)
+    v = lp.vectors
     B = float(policy.cluster.max_batch)
-    mu_p = np.array([r.mu_p for r in rates], dtype=np.float64)
-    mu_m = np.array([r.mu_m for r in rates], dtype=np.float64)
-    mu_s = np.array([r.mu_s for r in rates], dtype=np.float64)
-    theta = np.array([c.theta for c in policy.classes], dtype=np.float64)
-    lam = np.array([c.rate for c in policy.classes], dtype=np.float64)
+    mu_p, mu_m, mu_s, theta, lam = v.mu_p, v.mu_m, v.mu_s, v.theta, v.rate
     leaves = theta != 0.0  # the queues of a class nobody leaves are fixed at 0: no columns
 
-    # column numbers in order of first appearance (-1: not a column)
-    index = {var: np.full(n, -1, dtype=np.int64) for var in (Var.X, Var.Y_M, Var.Y_S,
-                                                              Var.Q_P, Var.Q_D)}
-    obj_cols, obj_vals = _objective(policy, lp)
-    for j, (var, i) in enumerate(obj_cols):
-        index[var][i] = j
-    n_cols = len(obj_cols)
-    for var, present in ((Var.X, None), (Var.Y_M, None), (Var.Y_S, None),
-                         (Var.Q_P, leaves), (Var.Q_D, leaves)):
-        new = index[var] < 0 if present is None else (index[var] < 0) & present
+    # column numbers in order of first appearance (-1: not a column): first the objective's
+    # nonzero terms, class by class, then what the rows add, variable by variable
+    index: dict[Var, IntArray] = {var: np.full(n, -1, dtype=np.int64) for var in _ORDER}
+    obj_vars, obj = _objective(lp)
+    nonzero = obj != 0.0
+    order = np.flatnonzero(nonzero.ravel())  # row-major: class by class, then term by term
+    n_cols = order.size
+    cls_of, term_of = np.divmod(order, len(obj_vars))
+    for t, var in enumerate(obj_vars):
+        mine = term_of == t
+        index[var][cls_of[mine]] = np.flatnonzero(mine)
+    obj_vals = obj.ravel()[order]
+    for var in _ORDER:
+        new = index[var] < 0 if var in (Var.X, Var.Y_M, Var.Y_S) else (index[var] < 0) & leaves
         count = int(new.sum())
         index[var][new] = np.arange(n_cols, n_cols + count)
         n_cols = n_cols + count
-
-    X, YM, YS, QP, QD = (index[v] for v in (Var.X, Var.Y_M, Var.Y_S, Var.Q_P, Var.Q_D))
+    X, YM, YS, QP, QD = (index[var] for var in _ORDER)
     ks = np.arange(n, dtype=np.int64)
     PB, DB = 3 + ks, 3 + n + ks
     ones = np.ones(n)
@@ -91,11 +84,15 @@ def base_lp(policy: Policy) -> tuple[FluidLP, CompiledLP]:
     c = np.zeros(n_cols)
     c[: len(obj_vals)] = obj_vals
 
-    columns: list[tuple[str, object]] = [("", None)] * n_cols
-    for var, idx in index.items():
-        name = var.value
-        for k in np.flatnonzero(idx >= 0).tolist():
-            columns[int(idx[k])] = (name, k)
+    var_of = np.zeros(n_cols, dtype=np.int64)  # position in _ORDER
+    cls_at = np.zeros(n_cols, dtype=np.int64)
+    for code, var in enumerate(_ORDER):
+        present = np.flatnonzero(index[var] >= 0)
+        var_of[index[var][present]] = code
+        cls_at[index[var][present]] = present
+    names = [var.value for var in _ORDER]
+    columns: list[tuple[str, object]] = list(zip([names[k] for k in var_of.tolist()],
+                                                 cls_at.tolist(), strict=True))
     refs = [RowRef("one_prefill_per_gpu", None), RowRef("mixed_decode_slots", None),
             RowRef("solo_decode_slots", None)]
     refs += [RowRef("prefill_balance", i) for i in range(n)]
@@ -108,8 +105,7 @@ def base_lp(policy: Policy) -> tuple[FluidLP, CompiledLP]:
         row_upper=np.concatenate([np.array([1.0, 0.0, B]), lam, np.zeros(n)]),
         col_lower=np.zeros(n_cols),
         col_upper=np.full(n_cols, np.inf),
-        row_names=[r.component if r.index is None else f"{r.component}[{r.index}]"
-                   for r in refs],
-        col_names=[f"{name}[{i}]" for name, i in columns],
+        row_names=IndexedNames(refs),
+        col_names=IndexedNames(columns),
     )
-    return lp, CompiledLP(matrix, refs, columns)
+    return lp, CompiledLP(matrix, refs, columns, class_index=index)

@@ -8,11 +8,12 @@ constraints, and SLO constraints (`slo.py`) are added to it as named components.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from fluidgate.formulations.columns import CLASS_VARS
 from fluidgate.metrics import revenue_coefficients
-from fluidgate.model import Objective, Policy, Rates, service_rates
+from fluidgate.model import ClassVectors, Objective, Policy, Rates
 
 
 @dataclass
@@ -21,9 +22,19 @@ class FluidLP:
 
     policy: Policy
     model: Any  # pyomo ConcreteModel; None where the arrays came from base_arrays.base_lp
-    rates: list[Rates]
     # name of each SLO-derived Pyomo constraint component -> the SloConstraint index
     rows: list[Any] = field(default_factory=list)  # compiled SLO rows, see slo.py
+
+    @cached_property
+    def vectors(self) -> ClassVectors:
+        """The policy's classes as numpy columns, with their service rates, built once."""
+        return ClassVectors.of(self.policy)
+
+    @cached_property
+    def rates(self) -> list[Rates]:
+        """Each class's service rates (`service_rates`), for the Pyomo rows; built when first
+        asked for, since the array path never needs 50,000 `Rates` objects."""
+        return self.vectors.rates()
 
 
 def class_completions(lp: FluidLP, i: int) -> Any:
@@ -57,7 +68,6 @@ def build_fluid_lp(policy: Policy) -> FluidLP:
 
     c = policy.cluster
     B = float(c.max_batch)
-    rates = [service_rates(c, cls) for cls in policy.classes]
     m = pyo.ConcreteModel(name=policy.name)
     m.K = pyo.RangeSet(0, len(policy.classes) - 1)
     for name in CLASS_VARS:
@@ -89,9 +99,10 @@ def build_fluid_lp(policy: Policy) -> FluidLP:
             == 0.0
         )
 
+    lp = FluidLP(policy=policy, model=m)
+    rates = lp.rates
     m.prefill_balance = pyo.Constraint(m.K, rule=prefill_balance)
     m.decode_balance = pyo.Constraint(m.K, rule=decode_balance)
-    lp = FluidLP(policy=policy, model=m, rates=rates)
     m.revenue_rate = pyo.Expression(expr=_objective_expr(lp))
     m.penalties = pyo.Expression(expr=0.0)
     m.objective = pyo.Objective(expr=m.revenue_rate - m.penalties, sense=pyo.maximize)

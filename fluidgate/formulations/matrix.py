@@ -12,24 +12,26 @@ infeasible subsets map back to policy lines.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from fluidgate.formulations.columns import CLASS_VARS, SPREAD_VARS, Column, Var, column_of
 from fluidgate.formulations.fluid_lp import FluidLP
-from fluidgate.solvers.base import CscMatrix, MatrixLP
+from fluidgate.solvers.base import CscMatrix, FloatArray, IndexedNames, MatrixLP
+
+IntArray = np.ndarray[tuple[int], np.dtype[np.int64]]
 
 
-@dataclass(frozen=True)
-class RowRef:
-    """Which constraint a row came from (component name and index)."""
+class RowRef(NamedTuple):
+    """Which constraint a row came from (component name and index); a plain pair, cheap to
+    make for each of 100,000 rows, and usable as the row's name parts (`IndexedNames`)."""
 
     component: str
-    index: object
+    index: object  # type: ignore[assignment]  # shadows tuple.index, which no one calls
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,50 @@ class CompiledLP:
     matrix: MatrixLP
     rows: list[RowRef]
     columns: list[tuple[str, object]]  # (Pyomo component, index): equal to a `Column`
+    # per-class variable -> its solver column for each class (-1: not a column); derived
+    # from `columns` when not given (base_arrays gives it, having computed it as arrays)
+    class_index: Mapping[Var, IntArray] | None = field(default=None, compare=False,
+                                                        repr=False)
+
+    @cached_property
+    def _class_columns(self) -> dict[Var, IntArray]:
+        if self.class_index is not None:
+            return dict(self.class_index)
+        found: dict[Var, tuple[list[int], list[int]]] = {var: ([], []) for var in CLASS_VARS}
+        for j, (name, idx) in enumerate(self.columns):
+            col = column_of(name, idx)
+            if col is not None and col.cls_index is not None and col.var in found:
+                found[col.var][0].append(col.cls_index)
+                found[col.var][1].append(j)
+        size = 1 + max((max(ks) for ks, _ in found.values() if ks), default=-1)
+        out: dict[Var, IntArray] = {}
+        for var, (ks, js) in found.items():
+            out[var] = np.full(size, -1, dtype=np.int64)
+            out[var][np.asarray(ks, dtype=np.int64)] = js
+        return out
+
+    @cached_property
+    def _scalar_columns(self) -> dict[Column, int]:
+        taken = np.zeros(len(self.columns), dtype=bool)
+        for idx in self._class_columns.values():
+            taken[idx[idx >= 0]] = True
+        out: dict[Column, int] = {}
+        for j in np.flatnonzero(~taken).tolist():
+            col = column_of(*self.columns[j])
+            if col is not None and col.cls_index is None:
+                out[col] = j
+        return out
+
+    def scalar_columns(self) -> Mapping[Column, int]:
+        """The solver column of each scalar LP variable (the spread epigraphs), found among
+        the columns `class_columns` does not hold, without a pass over all of them."""
+        return MappingProxyType(self._scalar_columns)
+
+    def class_columns(self) -> Mapping[Var, IntArray]:
+        """For each per-class variable (x, y_m, y_s, q_p, q_d), the solver column of each
+        class, -1 where the compiler left the variable out (fixed at 0): the array form of
+        `column_index` that the per-class read-back and scaling index with."""
+        return MappingProxyType(self._class_columns)
 
     @cached_property
     def _column_index(self) -> dict[Column, int]:
@@ -55,13 +101,16 @@ class CompiledLP:
         """
         return MappingProxyType(self._column_index)
 
-    def variable_values(self, x: np.ndarray, size: int) -> dict[Var, list[float]]:
-        """Per-class values of the LP variables (x, y_m, y_s, q_p, q_d), in one pass; 0 for
-        entries that are not columns (fixed at 0)."""
-        out = {var: [0.0] * size for var in CLASS_VARS}
-        for col, j in self.column_index().items():
-            if col.var in out and col.cls_index is not None:
-                out[col.var][col.cls_index] = float(x[j])
+    def variable_values(self, x: np.ndarray, size: int) -> dict[Var, FloatArray]:
+        """Per-class values of the LP variables (x, y_m, y_s, q_p, q_d), as arrays of
+        `size`; 0 for entries that are not columns (fixed at 0)."""
+        out: dict[Var, FloatArray] = {}
+        values = np.asarray(x, dtype=np.float64)
+        for var, idx in self.class_columns().items():
+            col = np.zeros(size)
+            present = np.flatnonzero(idx >= 0)
+            col[present] = values[idx[present]]
+            out[var] = col
         return out
 
 
@@ -129,9 +178,8 @@ def compile_matrix(lp: FluidLP) -> CompiledLP:
         row_upper=np.asarray(upper, dtype=np.float64),
         col_lower=col_lower,
         col_upper=col_upper,
-        row_names=[f"{r.component}[{r.index}]" if r.index is not None else r.component
-                   for r in rows],
-        col_names=[f"{n}[{i}]" if i is not None else n for n, i in named],
+        row_names=IndexedNames(rows),
+        col_names=IndexedNames(named),
     )
     return CompiledLP(matrix, rows, named)
 
@@ -147,25 +195,27 @@ def column_magnitudes(lp: FluidLP, compiled: CompiledLP) -> np.ndarray:
     """
     policy = lp.policy
     B = float(policy.cluster.max_batch)
-    size: dict[Var, list[float]] = {var: [] for var in CLASS_VARS}
-    for cls, r in zip(policy.classes, lp.rates, strict=True):
-        lam = cls.rate
-        admitted = min(lam, r.mu_p)  # requests/s: at most every GPU prefilling the class
-        x = admitted / r.mu_p
-        size[Var.X].append(x)
-        size[Var.Y_M].append(min((B - 1.0) * x, admitted / r.mu_m))
-        size[Var.Y_S].append(min(B, admitted / r.mu_s))
-        size[Var.Q_P].append(lam / cls.theta if cls.theta > 0 else 0.0)
-        size[Var.Q_D].append(admitted / cls.theta if cls.theta > 0 else 0.0)
-    weights = [c.weight for c in policy.classes]
+    v = lp.vectors
+    lam, theta = v.rate, v.theta
+    admitted = np.minimum(lam, v.mu_p)  # requests/s: at most every GPU prefilling the class
+    x = admitted / v.mu_p
+    leaves = theta > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        size: dict[Var, FloatArray] = {
+            Var.X: x,
+            Var.Y_M: np.minimum((B - 1.0) * x, admitted / v.mu_m),
+            Var.Y_S: np.minimum(B, admitted / v.mu_s),
+            Var.Q_P: np.where(leaves, lam / theta, 0.0),
+            Var.Q_D: np.where(leaves, admitted / theta, 0.0),
+        }
     epigraph: dict[Var, float] = {}
     for hi, lo, var in SPREAD_VARS.values():  # hi, lo bound the class's share over weight
-        epigraph[hi] = epigraph[lo] = max(
-            v / w for v, w in zip(size[var], weights, strict=True))
+        epigraph[hi] = epigraph[lo] = float(np.max(size[var] / v.weight))
     out = np.full(len(compiled.columns), np.nan)
-    for col, j in compiled.column_index().items():
-        if col.cls_index is not None:
-            out[j] = size[col.var][col.cls_index]
-        elif col.var in epigraph:
+    for var, idx in compiled.class_columns().items():
+        present = np.flatnonzero(idx >= 0)
+        out[idx[present]] = size[var][present]
+    for col, j in compiled.scalar_columns().items():  # the spread epigraphs, if any
+        if col.var in epigraph:
             out[j] = epigraph[col.var]
     return out

@@ -20,7 +20,7 @@ from fluidgate.formulations.slo_compile import LinearRow, compile_all
 from fluidgate.metrics import Metric, MetricReport
 from fluidgate.model import BinOp, Const, Expr, MetricRef, Neg
 from fluidgate.solution import SloOutcome
-from fluidgate.solvers.base import SolverResult
+from fluidgate.solvers.base import FloatArray, SolverResult
 
 BINDING_TOL = 1e-6
 
@@ -109,13 +109,15 @@ def read_slos(
     lp: FluidLP,
     compiled: CompiledLP,
     result: SolverResult,
-    values: dict[Var, list[float]],
+    values: dict[Var, FloatArray],
     metrics: MetricReport,
 ) -> tuple[list[SloOutcome], float]:
     """Each SLO's achieved value, bound, slack and shadow price, and the total soft-SLO
     penalty subtracted from the objective."""
     assert result.x is not None and result.row_duals is not None
     x = result.x
+    if not lp.rows:  # nothing to read (and no column tables to build at 50,000 classes)
+        return [], 0.0
     col_index = {name: j for j, name in enumerate(compiled.columns)}
     lp_columns = compiled.column_index()
     duals = {ref.index: float(result.row_duals[r]) for r, ref in enumerate(compiled.rows)
@@ -123,7 +125,7 @@ def read_slos(
 
     def val(col: Column) -> float:
         if col.cls_index is not None:
-            return values[col.var][col.cls_index]
+            return float(values[col.var][col.cls_index])
         j = lp_columns.get(col)
         return float(x[j]) if j is not None else 0.0
 

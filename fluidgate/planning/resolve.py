@@ -198,9 +198,10 @@ class WarmFamily:
         if patched is None:
             return None
         matrix, rows = patched
-        compiled = CompiledLP(matrix, self.compiled.rows, self.compiled.columns)
+        compiled = CompiledLP(matrix, self.compiled.rows, self.compiled.columns,
+                              self.compiled.class_columns())
         compiled.__dict__["_column_index"] = self.columns  # the same columns: reuse the index
-        lp = FluidLP(policy=policy, model=None, rates=self.lp.rates, rows=rows)
+        lp = FluidLP(policy=policy, model=None, rows=rows)
         if policy.classes != self.first.classes:
             magnitudes = column_magnitudes(lp, compiled)
         else:  # they depend on the classes only

@@ -25,7 +25,7 @@ from fluidgate.model import Cluster, WorkloadClass
 from fluidgate.reads import InputKind, ReadError, read_text_input
 from fluidgate.sli_dsl import syntax as sx
 from fluidgate.sli_dsl.evaluate import quantity_value
-from fluidgate.sli_dsl.fields import PLAUSIBLE, Price, in_range, per_token, positive_at
+from fluidgate.sli_dsl.fields import PLAUSIBLE, Price, in_range, positive_at
 from fluidgate.sli_dsl.units import (
     MONEY_PER_REQUEST,
     MONEY_PER_TOKEN,
@@ -306,8 +306,17 @@ def _check_range(table: _Table, names: list[str], column: _Column, values: Float
 
 def _names(table: _Table, columns: dict[str, _Column]) -> list[tuple[str, Span]]:
     index = columns["name"].index
-    return [(row[index].strip(), table.span(r, index)) for r, row in enumerate(table.rows)
-            if len(row) > index]
+    file, out = table.file, []
+    for r, (line, number, row) in enumerate(zip(table.lines, table.numbers, table.rows,
+                                                strict=True)):
+        if len(row) <= index:
+            continue
+        if index == 0 and '"' not in line:  # the common case: the cell is the line's start
+            end = len(row[0]) or 1  # as `_Table.span`: at least one column wide
+            out.append((row[0].strip(), Span(file, number, 1, number, end + 1)))
+        else:
+            out.append((row[index].strip(), table.span(r, index)))
+    return out
 
 
 def _classes(table: _Table, columns: dict[str, _Column], cluster: Cluster | None,
@@ -344,26 +353,33 @@ def _classes(table: _Table, columns: dict[str, _Column], cluster: Cluster | None
     if table.reported:
         table.finish()
         return None
+    per_request = {f: f in columns and columns[f].dim == MONEY_PER_REQUEST
+                   for f in ("price_input", "price_output")}
+    price_in = _prices(extra.get("price_input"), per_request["price_input"],
+                       default_prices.get("input"), prompt)
+    price_out = _prices(extra.get("price_output"), per_request["price_output"],
+                        default_prices.get("output"), output)
     n = len(names)
     nan = [float("nan")] * n
     patience = extra["patience"].tolist() if "patience" in extra else nan
     weight = extra["weight"].tolist() if "weight" in extra else nan
-    prices: dict[str, list[float]] = {
-        f: extra[f].tolist() if f in extra else nan for f in ("price_input", "price_output")}
-    per_request = {f: f in columns and columns[f].dim == MONEY_PER_REQUEST
-                   for f in ("price_input", "price_output")}
-    default_in, default_out = default_prices.get("input"), default_prices.get("output")
-    out: list[WorkloadClass] = []
-    for r, (name, rt, p, o) in enumerate(zip(names, rate.tolist(), prompt.tolist(),
-                                             output.tolist(), strict=True)):
-        pin, pout = prices["price_input"][r], prices["price_output"][r]
-        price_in = default_in if pin != pin else Price(pin, per_request["price_input"])
-        price_out = default_out if pout != pout else Price(pout, per_request["price_output"])
-        pat, w = patience[r], weight[r]
-        out.append(WorkloadClass(
-            name=name, rate=rt, prompt=p, output=o,
-            patience=None if pat != pat else pat,
-            price_input=per_token(price_in, p), price_output=per_token(price_out, o),
-            weight=1.0 if w != w else w,
-            span=spans[r][1]))
-    return out
+    return [WorkloadClass(name, rt, p, o, None if pat != pat else pat, pin, pout,
+                          1.0 if w != w else w, span)
+            for (name, span), rt, p, o, pat, pin, pout, w in zip(
+                spans, rate.tolist(), prompt.tolist(), output.tolist(), patience,
+                price_in.tolist(), price_out.tolist(), weight, strict=True)]
+
+
+def _prices(cells: Floats | None, per_request: bool, default: Price | None,
+            tokens: Floats) -> Floats:
+    """Each class's price per token (`fields.per_token`, elementwise): the table's cell where
+    it has one (NaN: empty), otherwise the pricing block's price."""
+    if default is None:
+        fallback = np.zeros_like(tokens)
+    else:
+        fallback = (default.value / tokens if default.per_request
+                    else np.full_like(tokens, default.value))
+    if cells is None:
+        return fallback
+    given = cells / tokens if per_request else cells
+    return np.where(np.isnan(cells), fallback, given)

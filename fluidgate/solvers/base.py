@@ -9,9 +9,10 @@ whatever the backend's own convention.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -72,6 +73,35 @@ class CscMatrix:
         return cls((n_rows, n_cols), indptr, r, v)
 
 
+class IndexedNames(Sequence[str]):
+    """Row or column names `component[index]` (or `component` for index None), each made
+    when it is read: an LP of 50,000 classes has 350,000 of them, and only the few that a
+    failed check reports are ever read."""
+
+    def __init__(self, pairs: Sequence[tuple[str, object]]) -> None:
+        self._pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        name, index = self._pairs[i]
+        return name if index is None else f"{name}[{index}]"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @dataclass(frozen=True)
 class MatrixLP:
     """`maximise c·x + offset` s.t. `row_lower ≤ A x ≤ row_upper`, `col_lower ≤ x ≤ col_upper`.
@@ -86,8 +116,8 @@ class MatrixLP:
     row_upper: FloatArray
     col_lower: FloatArray
     col_upper: FloatArray
-    row_names: list[str] = field(default_factory=list)
-    col_names: list[str] = field(default_factory=list)
+    row_names: Sequence[str] = field(default_factory=list)
+    col_names: Sequence[str] = field(default_factory=list)
 
     @property
     def shape(self) -> tuple[int, int]:
