@@ -208,3 +208,34 @@ def test_report_length_does_not_grow_with_the_number_of_classes() -> None:
     assert len(small) == len(large) < 120
     assert any(line.startswith("and 2,975 more classes: ") for line in large)
     assert any(line.startswith("and 2,975 more service-level rows") for line in large)
+
+
+def test_row_selection_equals_the_sorted_definition() -> None:
+    """The report picks its rows in one pass (numpy for the classes); the picks are those of
+    a full sort: the busiest classes (the first of equal ones), the binding and violated
+    service-level rows first (in policy order), for random rows with many ties."""
+    import random
+
+    from fluidgate.report import SHOWN_ROWS, shown_classes, shown_slo_rows
+    from fluidgate.solution import ClassSolution, SloOutcome, Solution
+    from fluidgate.solvers.base import TerminationStatus
+
+    rng = random.Random(7)
+    for k in (SHOWN_ROWS + 1, 60, 400):
+        base = ClassSolution("c", *([0.0] * 18))
+        classes = tuple(dataclasses.replace(base, name=f"c{i}",
+                                            arrivals=float(rng.randint(0, 9)))
+                        for i in range(k))
+        sol = Solution(policy=None, solver="highs",  # type: ignore[arg-type]
+                       status=TerminationStatus.OPTIMAL, message="", classes=classes)
+        busiest = sorted(range(k), key=lambda i: (-classes[i].arrivals, i))[:SHOWN_ROWS]
+        assert list(shown_classes(sol, False)) == [classes[i] for i in sorted(busiest)]
+        for share in (0.0, 0.05, 0.5):
+            slos = [SloOutcome(f"s{i}", None, False, None, None, "<=", None,
+                               rng.random() < share, None,
+                               violation=0.1 if rng.random() < share / 3 else None)
+                    for i in range(k)]
+            flagged = [i for i, o in enumerate(slos) if o.binding or o.violation]
+            order = sorted(range(k), key=lambda i: (not (slos[i].binding or slos[i].violation),
+                                                    i))
+            assert shown_slo_rows(slos) == (sorted(order[:SHOWN_ROWS]), len(flagged))
