@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from fluidgate.conflict import Conflict
 from fluidgate.controllers.plan import ClusterPlan, static_plan
 from fluidgate.formulations.columns import CLASS_VARS, Var
+from fluidgate.gcpause import gc_paused
 from fluidgate.metrics import ClassParams, MetricReport, metric_report_of, plan_flow
 from fluidgate.model import ClassVectors, Policy
 from fluidgate.solvers.base import FloatArray, TerminationStatus
@@ -125,6 +126,11 @@ def read_plan(policy: Policy, values: LpValues,
     Every class at once (numpy columns; `vectors` are the policy's, computed here when not
     given): at 50,000 classes a class-by-class pass took longer than the solve.
     """
+    with gc_paused():  # two result objects per class, no cycles
+        return _read_plan(policy, values, vectors)
+
+
+def _read_plan(policy: Policy, values: LpValues, vectors: ClassVectors | None) -> PlanReadback:
     c = policy.cluster
     n = c.gpus
     v = ClassVectors.of(policy) if vectors is None else vectors

@@ -21,6 +21,7 @@ import numpy as np
 from fluidgate.formulations.columns import Var
 from fluidgate.formulations.fluid_lp import FluidLP
 from fluidgate.formulations.matrix import CompiledLP, IntArray, RowRef
+from fluidgate.gcpause import gc_paused
 from fluidgate.metrics import revenue_coefficient_vectors
 from fluidgate.model import Objective, Policy
 from fluidgate.solvers.base import CscMatrix, FloatArray, IndexedNames, MatrixLP
@@ -46,6 +47,11 @@ def base_lp(policy: Policy) -> tuple[FluidLP, CompiledLP]:
     would give it, without building the Pyomo model (`FluidLP.model` is None)."""
     if policy.slos:
         raise ValueError("base_lp is for policies without SLOs; build the Pyomo model")
+    with gc_paused():  # a key per column, a reference per row: no cycles
+        return _assemble(policy)
+
+
+def _assemble(policy: Policy) -> tuple[FluidLP, CompiledLP]:
     n = len(policy.classes)
     lp = FluidLP(policy=policy, model=None)
     v = lp.vectors

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fluidgate.diagnostics import Diagnostic, DiagnosticBag, PolicyError, Span
+from fluidgate.gcpause import gc_paused
 from fluidgate.model import Policy
 from fluidgate.reads import InputKind, ReadError, read_input
 from fluidgate.sli_dsl.checker import check_document
@@ -27,7 +28,8 @@ def parse_policy(
     """Parse and check policy text; raise `PolicyError` carrying every error found."""
     doc = (parser or default_parser()).parse(text, file)
     bag = DiagnosticBag()
-    policy = check_document(doc, base_dir, bag)
+    with gc_paused():  # a class table makes a class, a span and a row per line
+        policy = check_document(doc, base_dir, bag)
     if bag.errors or policy is None:
         raise PolicyError(bag.items, text, bag.sources)
     return CheckedPolicy(policy, bag.warnings)

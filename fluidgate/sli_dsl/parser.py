@@ -6,11 +6,8 @@ The grammar is the packaged `policy.lark`; the LALR tables are built once per `P
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache, cached_property
 from importlib import resources
@@ -28,6 +25,7 @@ from lark.exceptions import (
 from lark.visitors import Transformer_NonRecursive
 
 from fluidgate.diagnostics import Diagnostic, PolicyError, Span
+from fluidgate.gcpause import gc_paused
 from fluidgate.sli_dsl import syntax as sx
 
 _TERMINAL_WORDS = {
@@ -120,7 +118,7 @@ class PolicyParser:
         over = _past_token_budget(text)
         if over is not None:
             raise PolicyError([_token_budget_diagnostic(text, file, over)], text)
-        with _gc_paused():
+        with gc_paused():
             try:
                 tree = self._lark.parse(text)
             except UnexpectedInput as exc:
@@ -177,19 +175,6 @@ class PolicyParser:
             column, width = percentile
             return _percentile_diagnostic(Span(file, line, column, line, column + width))
         return Diagnostic(message, Span(file, line, column, line, column + width), hint=hint)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Parsing allocates tens of thousands of small objects and no cycles; pausing the cyclic
-    collector cut 15-30% off large policies (docs/performance.md)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _table_cache() -> str | bool:
