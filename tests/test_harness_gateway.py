@@ -45,14 +45,15 @@ def spec(tmp_path_factory: pytest.TempPathFactory) -> ControllerSpec:
 
 
 @asynccontextmanager
-async def cluster(spec: ControllerSpec, scale: float, mixed: int = 1, solo: int = 1
+async def cluster(spec: ControllerSpec, scale: float, mixed: int = 1, solo: int = 1,
+                  lookahead: int = 0
                   ) -> AsyncIterator[tuple[str, list[web.AppRunner], Gateway]]:
     timing = timing_from_spec(spec)
     async with AsyncExitStack() as stack:
         urls: dict[bool, list[str]] = {True: [], False: []}
         engines = []
         for is_mixed in [True] * mixed + [False] * solo:
-            core = EngineCore(timing, is_mixed, scale, stream_interval=50)
+            core = EngineCore(timing, is_mixed, scale, stream_interval=50, lookahead=lookahead)
             runner, port = await start_site(EngineServer(core, str(len(engines))).app(), 0)
             stack.push_async_callback(runner.cleanup)
             engines.append(runner)

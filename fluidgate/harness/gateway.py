@@ -14,7 +14,9 @@ of type `abandoned` once the prefill's token has been streamed); 400 for a malfo
 an unknown class and 503 when no mixed engine is up (both `rejected`); 502 `engine_failed`
 when its engine fails under it (a stream already started just ends without `[DONE]`).
 A failed request is told to the controller as having left, so its counts stay true. A
-health check every `health_interval` wall seconds marks engines down and up again.
+client that disconnects cancels its handler (`serve.start_site`); whatever stage it is in,
+`finally` blocks give back its queue entry, prefill slot or decode slot and count it once,
+as abandoned. A health check every `health_interval` wall seconds marks engines down and up again.
 Every time it reports is in model seconds (wall seconds × `time_scale`).
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -166,11 +169,18 @@ class Gateway:
 
     @staticmethod
     async def _wait(fut: asyncio.Future[Backend], waiters: dict[int, asyncio.Future[Backend]],
-                    ticket: int, deadline: float) -> Backend | None:
-        """The engine the dispatcher hands this ticket, or None when patience runs out."""
+                    ticket: int, deadline: float, give_back: Callable[[Backend], None]
+                    ) -> Backend | None:
+        """The engine the dispatcher hands this ticket, or None when patience runs out.
+        Cancelled after the dispatcher took a slot for it, the slot goes to `give_back`."""
         timeout = deadline - asyncio.get_running_loop().time()
-        if timeout > 0 and not fut.done():
-            await asyncio.wait({fut}, timeout=timeout)
+        try:
+            if timeout > 0 and not fut.done():
+                await asyncio.wait({fut}, timeout=timeout)
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                give_back(fut.result())
+            raise
         if fut.done():
             return fut.result()
         waiters.pop(ticket, None)
@@ -229,7 +239,8 @@ class Gateway:
         try:
             fut = self._register(self._prefill_wait, ticket)
             self._dispatch_prefills()
-            engine = await self._wait(fut, self._prefill_wait, ticket, deadline)
+            engine = await self._wait(fut, self._prefill_wait, ticket, deadline,
+                                      self._free_prefill)
             if engine is None:
                 return self._abandon(ticket, cls, "prefill")
             kv = await self._prefill(engine, path, req)
@@ -243,7 +254,8 @@ class Gateway:
                                           self.backends.free_decode(Pool.MIXED))
             if where.waits:
                 fut = self._register(self._decode_wait, ticket)
-                engine_d = await self._wait(fut, self._decode_wait, ticket, deadline)
+                engine_d = await self._wait(fut, self._decode_wait, ticket, deadline,
+                                            self._release)
                 if engine_d is None:
                     if early is not None:  # the status is sent: say it in the stream
                         await self._relay(early[0], sse({"error": {
@@ -274,11 +286,13 @@ class Gateway:
         """The first step on `engine`; its kv_transfer_params, or None if it failed.
 
         Streamed, so an engine that announces the prefill's end (`prefill_ends`) frees its
-        prefill slot early and the next prefill is on its way while this one finishes."""
+        prefill slot early and the next prefill is on its way while this one finishes. The
+        slot is freed once: after an early free it belongs to the next prefill."""
         assert self._session is not None
         body = dict(req.body, max_tokens=1, stream=True,
                     kv_transfer_params={"do_remote_decode": True})
         kv: Any = None
+        held = True
         try:
             async with self._session.post(engine.url + path, json=body) as r:
                 if r.status == 200:
@@ -287,13 +301,16 @@ class Gateway:
                         if not line.startswith(b"data: {"):
                             continue
                         event = json.loads(line[6:])
-                        if "prefill_ends" in event.get("fluidgate", {}):
+                        if held and "prefill_ends" in event.get("fluidgate", {}):
+                            held = False
                             self._free_prefill(engine)
                         kv = event.get("kv_transfer_params", kv)
         except (aiohttp.ClientError, ValueError, TimeoutError, OSError):
             kv = None
             self._mark_down(engine)
-        self._free_prefill(engine)
+        finally:
+            if held:
+                self._free_prefill(engine)
         return kv if isinstance(kv, dict) else None
 
     def _free_prefill(self, engine: Backend) -> None:
@@ -308,14 +325,22 @@ class Gateway:
         generates the other `max_tokens − 1`. None when nothing was sent."""
         if not req.stream or req.max_tokens < 2:
             return None
+        resp = await self._open_stream(request)
+        if resp is None:
+            return None
+        await self._relay(resp, sse(chunk_payload(req.api, f"gw-{ticket}", 1, None)))
+        return resp, asyncio.get_running_loop().time()
+
+    @staticmethod
+    async def _open_stream(request: web.Request) -> web.StreamResponse | None:
+        """Send the headers of an event stream; None if the client has gone."""
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
         try:
             await resp.prepare(request)
         except (ConnectionError, RuntimeError):
             return None
-        await self._relay(resp, sse(chunk_payload(req.api, f"gw-{ticket}", 1, None)))
-        return resp, asyncio.get_running_loop().time()
+        return resp
 
     async def _decode(self, request: web.Request, engine: Backend, path: str, req: Request,
                       kv: dict[str, Any], ticket: int, cls: int, arrived: float,
@@ -342,10 +367,9 @@ class Gateway:
                     resp = web.Response(body=data, content_type="application/json")
                     outcome = Outcome.SERVED
                 else:
-                    if resp is None:
-                        resp = web.StreamResponse(headers={
-                            "Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-                        await resp.prepare(request)
+                    if resp is None and (resp := await self._open_stream(request)) is None:
+                        outcome = Outcome.ABANDONED  # the client went away
+                        raise _Failed
                     tail = b""
                     async for data in r.content.iter_any():
                         last = loop.time()
@@ -359,19 +383,23 @@ class Gateway:
                             raise _Failed
                         outcome = Outcome.SERVED
                         await self._relay(resp, b"")
+        except asyncio.CancelledError:
+            outcome = Outcome.ABANDONED  # the client went away
+            raise
         except (aiohttp.ClientError, TimeoutError, OSError):
             self._mark_down(engine)
         except _Failed:
             pass
-        self._release(engine)
-        self.metrics.outcome(cls, outcome)
-        if outcome is Outcome.SERVED:
-            self.ctl.on_finish(ticket)
-            self.metrics.latency(cls, (first - arrived) * self.scale,
-                                 (last - first) * self.scale / max(req.max_tokens - 1, 1)
-                                 if req.stream else None)
-        else:
-            self._left(ticket)
+        finally:
+            self._release(engine)
+            self.metrics.outcome(cls, outcome)
+            if outcome is Outcome.SERVED:
+                self.ctl.on_finish(ticket)
+                self.metrics.latency(cls, (first - arrived) * self.scale,
+                                     (last - first) * self.scale / max(req.max_tokens - 1, 1)
+                                     if req.stream else None)
+            else:
+                self._left(ticket)
         if resp is None or (outcome is Outcome.FAILED and not resp.prepared):
             return _error(502, "the decode engine failed", "engine_failed")
         return resp

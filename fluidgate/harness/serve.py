@@ -3,6 +3,11 @@
 Port 0 asks the kernel for a free port; the port actually bound is announced on standard
 output as one `listening http://127.0.0.1:PORT` line, which is how `fluidgate harness` learns
 where its children listen. A port that is taken is an error in words, never a traceback.
+
+A handler is cancelled when its client disconnects (aiohttp's `handler_cancellation`), so
+a request whose client has gone leaves the gateway's queue at once instead of taking a
+prefill slot later, and an engine stops a stream nobody reads; both release what the
+request held in `finally` blocks.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ class PortError(OSError):
 async def start_site(app: web.Application, port: int, host: str = HOST
                      ) -> tuple[web.AppRunner, int]:
     """Start `app` on `host:port` (0: a free port); returns the runner and the bound port."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                           handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=False)
     try:
