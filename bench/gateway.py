@@ -49,6 +49,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bench.records import OVERWRITE_HELP, refuse_existing, write_record
 from bench.run import BenchError, machine_info
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -323,15 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None,
                     help="results JSON (default bench/results/gateway-<date>-<host>.json); an "
                          "existing file is kept unless --overwrite")
-    ap.add_argument("--overwrite", action="store_true",
-                    help="replace --out if it exists (results files are committed records)")
+    ap.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     args = ap.parse_args(argv)
     cfg = QUICK if args.quick else Config()
     host = socket.gethostname().split(".")[0] or "dev"
     out_path: Path = args.out or ROOT / "bench/results" / f"gateway-{dt.date.today()}-{host}.json"
-    if out_path.exists() and not args.overwrite:  # checked before minutes of measuring
-        ap.exit(2, f"error: {out_path} exists (results in bench/results/ are committed "
-                   "records); choose a new --out, or pass --overwrite to replace it\n")
+    refuse_existing(ap, out_path, args.overwrite)
     console = Console()
     if not console.is_terminal:  # a log file or a pipe: room for the tables
         console.width = max(console.width, 100)
@@ -360,10 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         "cores": measured["cores"],
         "results": measured["results"],
     }
-    from fluidgate.atomic import write_text_atomic
-
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_path, json.dumps(doc, indent=1) + "\n")
+    write_record(out_path, doc)
     for t in tables(doc["results"]):
         console.print(t)
     for mode in MODES:

@@ -12,6 +12,7 @@ import pytest
     ("bench.run", ["--no-cold", "--quick"]),
     ("bench.decisions", ["--runs", "1", "--cycles", "10"]),
     ("bench.simulator", ["--quick"]),
+    ("bench.gateway", ["--quick"]),
 ])
 def test_existing_results_file_is_refused_before_measuring(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], runner: str, args: list[str]
