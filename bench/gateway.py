@@ -57,7 +57,6 @@ SCHEMA = "fluidgate.bench-gateway/v1"
 TIME_SCALE = 1e6  # model seconds per wall second: a 22 ms iteration lasts 22 ns
 MAX_BATCH = 256  # decode slots per listed engine: never the limit here
 CLASS = "decode_heavy"
-HEADERS = {"X-Fluidgate-Class": CLASS, "X-Fluidgate-Patience": "1e9"}  # never abandons
 REQUEST_TIMEOUT_S = 30.0
 PATHS = ("direct", "gateway")
 MODES = ("non-streamed", "streamed")
@@ -137,12 +136,21 @@ async def start(children: Any, cfg: Config, tmp: Path) -> Services:
 
 # --- requests --------------------------------------------------------------------------------
 
+def headers() -> dict[str, str]:
+    """The same on both paths (the engine ignores them): the class, a patience that never
+    runs out."""
+    from fluidgate.controllers.spec import CLASS_HEADER
+    from fluidgate.harness.gateway import PATIENCE_HEADER
+
+    return {CLASS_HEADER: CLASS, PATIENCE_HEADER: "1e9"}
+
+
 async def one_request(session: Any, url: str, body: dict[str, Any], output: int
                       ) -> tuple[float, float | None]:
     """(latency, time to the first token or None) in seconds; BenchError if incomplete."""
     t0 = time.perf_counter()
     first: float | None = None
-    async with session.post(url, json=body, headers=HEADERS) as r:
+    async with session.post(url, json=body) as r:
         if r.status != 200:
             raise BenchError(f"{url} answered {r.status}: {(await r.text())[:200]}")
         if not body["stream"]:
@@ -219,7 +227,7 @@ async def sweep(svc: Services, cfg: Config, advance: Callable[[str, int], None]
     out: dict[str, Any] = {
         "gateway_idle_cpu_share": (cpu_seconds(svc.pids["gateway"]) - idle0) / cfg.idle_s}
     async with aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0),
+            headers=headers(), connector=aiohttp.TCPConnector(limit=0),
             timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)) as session:
         for mode in MODES:
             body = {"prompt_tokens": cfg.prompt, "max_tokens": cfg.output,

@@ -18,11 +18,11 @@ import aiohttp
 import pytest
 
 from fluidgate.controllers.runtime import Pool
-from fluidgate.controllers.spec import ControllerSpec
+from fluidgate.controllers.spec import CLASS_HEADER, ControllerSpec
 from fluidgate.harness.backends import Backend
 from fluidgate.harness.core import Stream
 from fluidgate.harness.engine import CORE_KEY
-from fluidgate.harness.gateway import CLASS_HEADER, PATIENCE_HEADER, Gateway
+from fluidgate.harness.gateway import PATIENCE_HEADER, Gateway
 from tests.test_harness_gateway import cluster, run
 from tests.test_harness_gateway import spec as spec  # the module's fixture, shared
 

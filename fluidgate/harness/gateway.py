@@ -16,7 +16,8 @@ when its engine fails under it (a stream already started just ends without `[DON
 A failed request is told to the controller as having left, so its counts stay true. A
 client that disconnects cancels its handler (`serve.start_site`); whatever stage it is in,
 `finally` blocks give back its queue entry, prefill slot or decode slot and count it once,
-as abandoned. A health check every `health_interval` wall seconds marks engines down and up again.
+as abandoned. A health check every `health_interval` wall seconds marks engines down and
+up again.
 Every time it reports is in model seconds (wall seconds × `time_scale`).
 """
 
