@@ -8,9 +8,9 @@ import json
 
 import pytest
 
+from fluidgate.parallel import LocalExecutor
 from fluidgate.pipeline import solve_policy
 from fluidgate.planning.capacity import find_capacity
-from fluidgate.planning.parallel import LocalExecutor
 from fluidgate.planning.vary import scale_rates, with_gpus
 from fluidgate.sli_dsl.loader import load_policy
 from tests.conftest import EXAMPLES

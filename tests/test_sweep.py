@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from fluidgate.parallel import LocalExecutor, RayExecutor
 from fluidgate.pipeline import solve_policy
-from fluidgate.planning.parallel import LocalExecutor, RayExecutor
 from fluidgate.planning.sweep import run_sweep
 from fluidgate.planning.vary import Kind, SpecError, apply_vary, parse_vary
 from fluidgate.sli_dsl.loader import load_policy, parse_policy

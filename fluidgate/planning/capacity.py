@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fluidgate.model import Policy
-from fluidgate.planning.parallel import Executor, LocalExecutor
+from fluidgate.parallel import Executor, LocalExecutor
 from fluidgate.planning.vary import scale_rates, with_gpus
 
 MAX_GPUS = 10_000_000

@@ -13,23 +13,16 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 from rich.console import Console
 
+from fluidgate.parallel_cli import RayOpt, WorkersOpt
+
 if TYPE_CHECKING:
     from fluidgate.model import Policy
-    from fluidgate.planning.parallel import Executor
+    from fluidgate.parallel import Executor
     from fluidgate.planning.sweep import SweepResult
     from fluidgate.planning.vary import Vary
 
 EXIT_INPUT, EXIT_INFEASIBLE, EXIT_SOLVER = 2, 3, 4
 PolicyArg = Annotated[Path, typer.Argument(hidden=True, show_default=False, metavar="POLICY")]
-RayOpt = Annotated[str | None, typer.Option(
-    "--ray", metavar="auto|ADDRESS", show_default=False,
-    help="Run the points on a Ray cluster (auto: the one this machine belongs to; or "
-         "ray://HOST:10001). Needs the [ray] extra. Default: this machine (see -j).")]
-WorkersOpt = Annotated[int | None, typer.Option(
-    "--workers", "-j", min=1, max=4096, show_default=False, metavar="N",
-    help="Parallel workers: local processes, or Ray tasks with --ray (default: 1 for a "
-         "sweep, which then re-solves warm in this process; up to 4 local cores for a "
-         "capacity search; with --ray, the cluster's CPUs).")]
 
 
 def _fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
@@ -53,12 +46,6 @@ def _load(path: Path) -> Policy:
     except PolicyError as exc:
         _fail(exc.render())
     return policy
-
-
-def _executor(ray: str | None, workers: int | None, default: int) -> Executor:
-    from fluidgate.planning.parallel import make_executor
-
-    return make_executor(ray, workers if workers is not None or ray else default)
 
 
 def _check_targets(targets: list[str | None], policy_file: Path) -> None:
@@ -129,12 +116,12 @@ def sweep(
     if plot is not None and not plot.lower().endswith(".png"):
         _fail("error: --plot writes a PNG file; name it FILE.png")
     _check_targets([json_out, csv_out, plot], policy_file)
-    from fluidgate.planning.parallel import RayUnavailable
+    from fluidgate.parallel import RayUnavailable
+    from fluidgate.parallel_cli import connect
     from fluidgate.planning.sweep import to_csv, to_json
 
-    ex = _executor(ray, workers, 1)
     try:
-        ex.workers  # noqa: B018  (with --ray: connect now, so a bad address fails first)
+        ex = connect(ray, workers, 1)
     except RayUnavailable as exc:
         _fail(f"error: {exc}")
     result = _run(policy, varies, ex, quiet)
@@ -168,7 +155,7 @@ def _run(policy: Policy, varies: list[Vary], ex: Executor,
          quiet: bool) -> SweepResult | Exception:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from fluidgate.planning.parallel import RayUnavailable
+    from fluidgate.parallel import RayUnavailable
     from fluidgate.planning.sweep import run_sweep
 
     err = Console(stderr=True)
@@ -209,8 +196,9 @@ def capacity(
     """
     import math
 
+    from fluidgate.parallel import RayUnavailable, default_workers
+    from fluidgate.parallel_cli import connect
     from fluidgate.planning.capacity import CapacityError, find_capacity
-    from fluidgate.planning.parallel import RayUnavailable, default_workers
 
     if not (math.isfinite(growth) and growth > 0):
         _fail(f"error: --growth must be a positive number, not {growth}")
@@ -218,9 +206,9 @@ def capacity(
         _fail("error: --min-r-star must be a finite number")
     policy = _load(policy_file)
     _check_targets([json_out], policy_file)
-    ex = _executor(ray, workers, min(4, default_workers()))
     err = Console(stderr=True)
     try:
+        ex = connect(ray, workers, min(4, default_workers()))
         with err.status("searching", spinner="dots") if err.is_terminal else _null():
             answer = find_capacity(policy, growth, min_r_star, ex)
     except RayUnavailable as exc:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from fluidgate.model import MetricRef, Policy
-from fluidgate.planning.parallel import Executor, LocalExecutor
+from fluidgate.parallel import Executor, LocalExecutor
 from fluidgate.planning.vary import Kind, Vary, apply_vary
 from fluidgate.solution import Solution
 
@@ -168,11 +168,14 @@ def run_sweep(policy: Policy, varies: Sequence[Vary], workers: int = 1,
 
         result.points.extend(solve_chunk(parts[0], tick))
         return result
-    for part in ex.map(solve_chunk, parts):
-        result.points.extend(part)
-        done += len(part)
+    def finished(i: int) -> None:  # a chunk came back (any order): count its points
+        nonlocal done
+        done += len(parts[i].points)
         if progress is not None:
             progress(done, total)
+
+    for part in ex.map(solve_chunk, parts, finished):
+        result.points.extend(part)
     return result
 
 

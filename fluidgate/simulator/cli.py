@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 from rich.console import Console
 
+from fluidgate.parallel_cli import RayOpt, WorkersOpt
 from fluidgate.simulator.names import Fidelity, PolicyName
 
 if TYPE_CHECKING:
     from fluidgate.controllers.spec import ControllerSpec
     from fluidgate.model import IterationCurve
+    from fluidgate.parallel import Executor
     from fluidgate.simulator.report import RunRecord, ValidationReport
     from fluidgate.simulator.run import RunResult
     from fluidgate.simulator.study import StudyOptions
@@ -177,13 +179,14 @@ def validate(
     gpus: Annotated[str | None, typer.Option(help="Comma-separated cluster sizes (default "
                                              "5,20,50,200,500).", show_default=False)] = None,
     fidelity: Annotated[Fidelity, typer.Option(help="Simulator fidelity.")] = Fidelity.CTMC,
-    workers: Annotated[int | None, typer.Option(help="Worker processes (default: every "
-                                                "core).", show_default=False)] = None,
+    workers: WorkersOpt = None,
+    ray: RayOpt = None,
     solver: Annotated[str, typer.Option(help="LP solver.")] = "highs",
 ) -> None:
     """Simulate gate-and-route and the baselines across cluster sizes.
 
-    Solves the policy first, then runs every (policy, n, seed) on all local cores.
+    Solves the policy first, then runs every (policy, n, seed) on all local cores (-j: how
+    many; --ray: on a Ray cluster); the report is the same whatever ran it.
 
     Shows revenue per GPU against R* for each policy and size (mean and 95 % interval over
     seeds) and the prefill occupancy against the plan; with --out, writes report.json
@@ -191,20 +194,24 @@ def validate(
     """
     from dataclasses import replace
 
+    from fluidgate.parallel import RayUnavailable, default_workers
+    from fluidgate.parallel_cli import connect
     from fluidgate.simulator.study import StudyOptions
 
     opts = StudyOptions.quick() if quick else StudyOptions()
-    opts = replace(opts, fidelity=fidelity, workers=workers)
+    opts = replace(opts, fidelity=fidelity)
     if seeds is not None:
         if seeds < 1:
             _fail(f"error: --seeds must be at least 1, not {seeds}")
         opts = replace(opts, seeds=seeds)
-    if workers is not None and workers < 1:
-        _fail(f"error: --workers must be at least 1, not {workers}")
     if gpus is not None:
         opts = replace(opts, gpus=_parse_sizes(gpus))
+    try:
+        ex = connect(ray, workers, default_workers())
+    except RayUnavailable as exc:
+        _fail(f"error: {exc}")
     spec = _solve_to_spec(policy_file, solver)
-    runs = _study_with_progress(spec, opts)
+    runs = _study_with_progress(spec, opts, ex)
     from fluidgate.simulator.summary import render_study, validation_report
 
     report = validation_report(spec, str(policy_file), opts, runs)
@@ -237,21 +244,21 @@ def _solve_to_spec(policy_file: Path, solver: str) -> ControllerSpec:
     return solved_spec(policy_file, chosen)[0]
 
 
-def _study_with_progress(spec: ControllerSpec, opts: StudyOptions) -> list[RunRecord]:
+def _study_with_progress(spec: ControllerSpec, opts: StudyOptions,
+                         ex: Executor) -> list[RunRecord]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from fluidgate.simulator.config import SimulationInputError
-    from fluidgate.simulator.study import run_study
+    from fluidgate.simulator.study import run_study, tasks
 
     err = Console(stderr=True)
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True,
                   disable=not err.is_terminal) as bar:
-        task = bar.add_task("simulating", total=None)
+        task = bar.add_task("simulating", total=len(tasks(opts)))
         try:
-            return list(run_study(spec, opts,
-                                  lambda done, total: bar.update(task, completed=done,
-                                                                 total=total)))
+            return run_study(spec, opts, ex,
+                             lambda done, total: bar.update(task, completed=done, total=total))
         except SimulationInputError as exc:
             _fail(f"error: {exc}")
 

@@ -27,6 +27,7 @@ from fluidgate.simulator.config import (
     spec_curves,
     whole_tokens,
 )
+from fluidgate.simulator.jitcache import ensure_compiled
 from fluidgate.simulator.names import Fidelity, PolicyName
 from fluidgate.simulator.structures import N_FIELDS
 from fluidgate.simulator.trace import Trace
@@ -155,16 +156,20 @@ def simulate(spec: ControllerSpec, opts: RunOptions) -> RunResult:
         if opts.fidelity is Fidelity.CTMC:
             from fluidgate.simulator.ctmc import run_ctmc
 
-            run_ctmc(p_int, p_flt, inst.cls, tx, tq, rank, trace_t, trace_c, qrec, out.counts,
-                     out.integ, out.sums, out.samples, out.nsamp, out.snaps, out.money, out.info)
+            args = (p_int, p_flt, inst.cls, tx, tq, rank, trace_t, trace_c, qrec, out.counts,
+                    out.integ, out.sums, out.samples, out.nsamp, out.snaps, out.money,
+                    out.info)
+            ensure_compiled(run_ctmc, args)
+            run_ctmc(*args)
         else:
             from fluidgate.simulator.iteration import run_iteration, timing_table
 
             solo, mix = timing_table(inst, opts.curves or spec_curves(spec))
-            run_iteration(p_int, p_flt, inst.cls, tx, tq, rank, trace_t, trace_c, trace_len,
-                          solo, mix, qrec,
-                          out.counts, out.integ, out.sums, out.samples, out.nsamp, out.snaps,
-                          out.money, out.info)
+            it_args = (p_int, p_flt, inst.cls, tx, tq, rank, trace_t, trace_c, trace_len,
+                       solo, mix, qrec, out.counts, out.integ, out.sums, out.samples,
+                       out.nsamp, out.snaps, out.money, out.info)
+            ensure_compiled(run_iteration, it_args)
+            run_iteration(*it_args)
         wall = time.perf_counter() - t0
         if out.info[cm.INFO_STATUS] == cm.STATUS_OK:
             break

@@ -1,19 +1,20 @@
 """The validation study: one plan, every policy, several cluster sizes and seeds.
 
-Runs are independent, so they go to a process pool (one worker per local core); each worker
-compiles the loops once (numba caches them on disk, so later workers load them) and sends
-back a compact `RunRecord`. Results are collected in submission order, so the report does
-not depend on which worker finished first.
+Runs are independent, so each (n, policy, seed) is one task for an executor
+(`fluidgate.parallel`: this process, local processes or a Ray cluster), the same runner
+sweeps and capacity searches use. Each task sends back a compact `RunRecord`; the records
+come back in task order, and a run is fixed by its seed, so the report is the same whatever
+ran it and whichever worker finished first. Workers on one machine share the compiled loops
+through numba's on-disk cache (`simulator.jitcache`): one compiles, the others load.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from fluidgate.controllers.spec import ControllerSpec, dump_spec, parse_spec
+from fluidgate.parallel import Executor, LocalExecutor, default_workers
 from fluidgate.simulator.config import BASELINES
 from fluidgate.simulator.names import Fidelity, PolicyName
 from fluidgate.simulator.report import RunRecord
@@ -29,7 +30,6 @@ class StudyOptions:
     policies: tuple[PolicyName, ...] = (PolicyName.GATE_AND_ROUTE, *BASELINES)
     fidelity: Fidelity = Fidelity.CTMC
     arrivals: float = 400_000.0  # per run, in the measured window
-    workers: int | None = None  # default: every local core
 
     @classmethod
     def quick(cls) -> StudyOptions:
@@ -43,39 +43,46 @@ class Task:
     seed: int
 
 
+@dataclass(frozen=True)
+class StudyRun:
+    """What one worker needs for one run (picklable: the spec travels as its JSON text)."""
+
+    spec_text: str
+    task: Task
+    fidelity: Fidelity
+    arrivals: float
+
+
 def tasks(opts: StudyOptions) -> list[Task]:
     return [Task(p, n, s) for n in opts.gpus for p in opts.policies for s in range(opts.seeds)]
 
 
-def _run_one(spec_text: str, task: Task, fidelity: Fidelity, arrivals: float) -> RunRecord:
+def run_one(run: StudyRun) -> RunRecord:
+    """One simulation (module level: it runs in worker processes and Ray tasks)."""
     from fluidgate.simulator.report import run_record
     from fluidgate.simulator.run import RunOptions, simulate
 
-    spec = parse_spec(spec_text)
-    result = simulate(spec, RunOptions(policy=task.policy, fidelity=fidelity, gpus=task.n,
-                                       seed=task.seed, arrivals=arrivals, samples=20_000,
-                                       snapshots=1))
+    task = run.task
+    result = simulate(parse_spec(run.spec_text),
+                      RunOptions(policy=task.policy, fidelity=run.fidelity, gpus=task.n,
+                                 seed=task.seed, arrivals=run.arrivals, samples=20_000,
+                                 snapshots=1))
     return run_record(result)
 
 
-def run_study(spec: ControllerSpec, opts: StudyOptions,
+def run_study(spec: ControllerSpec, opts: StudyOptions, executor: Executor | None = None,
               progress: Callable[[int, int], None] | None = None) -> list[RunRecord]:
-    """Every (n, policy, seed) of the study; `progress(done, total)` after each run."""
-    todo = tasks(opts)
+    """Every (n, policy, seed) of the study, in `tasks` order, on `executor` (default: a
+    process per local core); `progress(done, total)` each time a run finishes."""
     text = dump_spec(spec)
-    workers = opts.workers or os.cpu_count() or 1
-    results: list[RunRecord | None] = [None] * len(todo)
-    if workers == 1:
-        for i, t in enumerate(todo):
-            results[i] = _run_one(text, t, opts.fidelity, opts.arrivals)
-            if progress:
-                progress(i + 1, len(todo))
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            index = {pool.submit(_run_one, text, t, opts.fidelity, opts.arrivals): i
-                     for i, t in enumerate(todo)}
-            for done, future in enumerate(as_completed(index), start=1):
-                results[index[future]] = future.result()
-                if progress:
-                    progress(done, len(todo))
-    return [r for r in results if r is not None]
+    todo = [StudyRun(text, t, opts.fidelity, opts.arrivals) for t in tasks(opts)]
+    ex = executor or LocalExecutor(default_workers())
+    done = 0
+
+    def finished(_: int) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, len(todo))
+
+    return list(ex.map(run_one, todo, finished))

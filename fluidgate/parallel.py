@@ -1,20 +1,25 @@
 """Run independent tasks in order: in this process, on local processes, or on Ray.
 
-One small interface, `Executor.map(fn, items)`, yields `fn(item)` for each item *in the
-items' order*, whichever worker finishes first, so a report never depends on scheduling.
+One small interface, `Executor.map(fn, items, on_done)`, yields `fn(item)` for each item
+*in the items' order*, whichever worker finishes first, so a report never depends on
+scheduling; `on_done(i)` is called as soon as item `i`'s task finishes, in whatever order
+they finish, so a progress bar moves with the work rather than with the slowest early task.
 `fn` must be a module-level function and items picklable (they travel to other processes).
 Scheduling is the pool's or Ray's own; nothing here decides where a task runs.
-Sweeps and capacity searches use it; so can the simulator's validation study.
+Sweeps, capacity searches and the simulator's validation study use it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+H = TypeVar("H", bound=Hashable)
+
+Done = Callable[[int], None]
 
 RAY_HINT = ("Ray is not installed; install the extra (pip install -e '.[ray]' in the "
             "fluidgate checkout), or leave out --ray to run on local processes")
@@ -28,7 +33,8 @@ class Executor(Protocol):
     @property
     def workers(self) -> int: ...
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]: ...
+    def map(self, fn: Callable[[T], R], items: Iterable[T],
+            on_done: Done | None = None) -> Iterator[R]: ...
 
 
 def default_workers() -> int:
@@ -39,25 +45,56 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def in_order(handles: Sequence[H], wait: Callable[[list[H]], Iterable[H]],
+             result: Callable[[H], R], on_done: Done | None) -> Iterator[R]:
+    """Results of submitted tasks in submission order; `on_done(i)` as each one finishes.
+
+    `wait(pending)` blocks until at least one of `pending` has finished and returns those
+    that have. Waiting happens in the caller's thread, so `on_done` may touch a progress bar.
+    """
+    index = {h: i for i, h in enumerate(handles)}
+    pending = list(handles)
+    finished: set[int] = set()
+    for i, handle in enumerate(handles):
+        while i not in finished:
+            for h in wait(pending):
+                finished.add(index[h])
+                if on_done is not None:
+                    on_done(index[h])
+            pending = [h for h in pending if index[h] not in finished]
+        yield result(handle)
+
+
 class LocalExecutor:
     """A process pool of `workers` (1: in this process, no pool at all)."""
 
     def __init__(self, workers: int = 1) -> None:
         self.workers = max(1, workers)
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+    def map(self, fn: Callable[[T], R], items: Iterable[T],
+            on_done: Done | None = None) -> Iterator[R]:
         todo = list(items)
         if self.workers == 1 or len(todo) <= 1:
-            yield from (fn(item) for item in todo)
+            for i, item in enumerate(todo):
+                out = fn(item)
+                if on_done is not None:
+                    on_done(i)
+                yield out
             return
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+        def first_done(pending: list[Future[R]]) -> Iterable[Future[R]]:
+            return wait(pending, return_when=FIRST_COMPLETED).done
 
         # spawn, not fork: a forked child inherits HiGHS's and the caller's threads
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(todo)),
-                                 mp_context=ctx) as pool:
-            yield from pool.map(fn, todo)
+        pool = ProcessPoolExecutor(max_workers=min(self.workers, len(todo)), mp_context=ctx)
+        try:
+            futures = [pool.submit(fn, item) for item in todo]
+            yield from in_order(futures, first_done, lambda f: f.result(), on_done)
+        finally:  # also when the caller stops early: queued tasks are dropped, not run
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class RayExecutor:
@@ -99,12 +136,26 @@ class RayExecutor:
         self._ray = ray
         return ray
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+    def map(self, fn: Callable[[T], R], items: Iterable[T],
+            on_done: Done | None = None) -> Iterator[R]:
         ray = self._init()
         remote = ray.remote(num_cpus=1)(fn)
-        refs = [remote.remote(item) for item in items]
-        for ref in refs:  # in submission order: later ones keep running meanwhile
-            yield ray.get(ref)
+        refs = [remote.remote(item) for item in items]  # all at once: Ray places them
+
+        def first_done(pending: list[Any]) -> list[Any]:
+            ready, rest = ray.wait(pending, num_returns=1)
+            if rest:  # and whatever else has finished meanwhile, without waiting
+                ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+            return list(ready)
+
+        complete = False
+        try:
+            yield from in_order(refs, first_done, ray.get, on_done)
+            complete = True
+        finally:
+            if not complete:  # the caller stopped early or a task failed: drop the rest
+                for ref in refs:
+                    ray.cancel(ref)
 
 
 def make_executor(ray_address: str | None, workers: int | None) -> Executor:

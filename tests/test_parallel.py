@@ -1,0 +1,55 @@
+"""The executors: results in the items' order whatever finishes first, each finished task
+reported as it finishes, and workers that share numba's on-disk cache compile once."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from fluidgate.parallel import LocalExecutor, RayExecutor
+from tests.parallel_support import compile_at, square, wait_for_sibling
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_results_in_order_and_every_task_reported_once(workers: int) -> None:
+    done: list[int] = []
+    out = list(LocalExecutor(workers).map(square, range(7), done.append))
+    assert out == [0, 1, 4, 9, 16, 25, 36]
+    assert sorted(done) == list(range(7))
+
+
+def test_a_task_that_finishes_early_is_reported_before_an_earlier_result(
+        tmp_path: Path) -> None:
+    """Item 1 finishes first: progress hears of it at once, the results still come 0, 1."""
+    events: list[str] = []
+    ex = LocalExecutor(2)
+    for r in ex.map(wait_for_sibling, [(0, str(tmp_path)), (1, str(tmp_path))],
+                    lambda i: events.append(f"done {i}")):
+        events.append(f"result {r}")
+    assert events == ["done 1", "done 0", "result 0", "result 1"]
+
+
+def test_ray_reports_early_finishers_and_keeps_order(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install ray")
+    events: list[str] = []
+    try:
+        ex = RayExecutor("local", 2)
+        for r in ex.map(wait_for_sibling, [(0, str(tmp_path)), (1, str(tmp_path))],
+                        lambda i: events.append(f"done {i}")):
+            events.append(f"result {r}")
+    finally:
+        ray.shutdown()
+    assert events == ["done 1", "done 0", "result 0", "result 1"]
+
+
+def test_workers_on_a_cold_cache_compile_once(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two worker processes reach the same cached loop together on an empty cache: one
+    compiles (a miss), the other waits for it and loads (a hit)."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))  # read by the spawned workers
+    start = time.time() + 3.0  # after both workers have started
+    counts = list(LocalExecutor(2).map(compile_at, [start, start]))
+    assert sorted(counts) == [(0, 1), (1, 0)]
+    assert any(tmp_path.rglob("*.nbi"))  # the index numba saved
