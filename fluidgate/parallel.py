@@ -4,6 +4,9 @@ One small interface, `Executor.map(fn, items, on_done)`, yields `fn(item)` for e
 *in the items' order*, whichever worker finishes first, so a report never depends on
 scheduling; `on_done(i)` is called as soon as item `i`'s task finishes, in whatever order
 they finish, so a progress bar moves with the work rather than with the slowest early task.
+`map_ticking(fn, items, on_tick)` is the same for tasks that hold several units of work (a
+sweep's chunk of points): `fn(item, tick)` calls `tick()` after each unit and `on_tick(i)`
+hears of it while the task still runs, through the pool's or Ray's own queue.
 `fn` must be a module-level function and items picklable (they travel to other processes).
 Scheduling is the pool's or Ray's own; nothing here decides where a task runs.
 Sweeps, capacity searches and the simulator's validation study use it.
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -20,6 +25,7 @@ R = TypeVar("R")
 H = TypeVar("H", bound=Hashable)
 
 Done = Callable[[int], None]
+Tick = Callable[[], None]
 
 RAY_HINT = ("Ray is not installed; install the extra (pip install -e '.[ray]' in the "
             "fluidgate checkout), or leave out --ray to run on local processes")
@@ -35,6 +41,21 @@ class Executor(Protocol):
 
     def map(self, fn: Callable[[T], R], items: Iterable[T],
             on_done: Done | None = None) -> Iterator[R]: ...
+
+    def map_ticking(self, fn: Callable[[T, Tick], R], items: Iterable[T],
+                    on_tick: Done) -> Iterator[R]: ...
+
+
+@dataclass(frozen=True)
+class QueueTick:
+    """A task's `tick()`: puts the task's index on a queue the caller drains (picklable, so
+    it travels with the task)."""
+
+    queue: Any  # a multiprocessing manager's Queue proxy, or a ray.util.queue.Queue
+    index: int
+
+    def __call__(self) -> None:
+        self.queue.put(self.index)
 
 
 def default_workers() -> int:
@@ -96,6 +117,42 @@ class LocalExecutor:
         finally:  # also when the caller stops early: queued tasks are dropped, not run
             pool.shutdown(wait=True, cancel_futures=True)
 
+    def map_ticking(self, fn: Callable[[T, Tick], R], items: Iterable[T],
+                    on_tick: Done) -> Iterator[R]:
+        todo = list(items)
+        if self.workers == 1 or len(todo) <= 1:
+            for i, item in enumerate(todo):
+                yield fn(item, partial(on_tick, i))
+            return
+        import multiprocessing
+        import queue
+        from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Manager() as manager:  # its server process ends with this block
+            ticks = manager.Queue()
+
+            def drain() -> None:
+                while True:
+                    try:
+                        on_tick(ticks.get_nowait())
+                    except queue.Empty:
+                        return
+
+            def some_done(pending: list[Future[R]]) -> Iterable[Future[R]]:
+                done = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED).done
+                drain()  # after the wait: a finished task's ticks are all on the queue
+                return done
+
+            pool = ProcessPoolExecutor(max_workers=min(self.workers, len(todo)),
+                                       mp_context=ctx)
+            try:
+                futures = [pool.submit(fn, item, QueueTick(ticks, i))
+                           for i, item in enumerate(todo)]
+                yield from in_order(futures, some_done, lambda f: f.result(), None)
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+
 
 class RayExecutor:
     """Tasks on a Ray cluster: `address` is `auto` (the cluster this machine belongs to),
@@ -141,16 +198,43 @@ class RayExecutor:
         ray = self._init()
         remote = ray.remote(num_cpus=1)(fn)
         refs = [remote.remote(item) for item in items]  # all at once: Ray places them
+        yield from self._in_order(refs, on_done, lambda: None)
 
-        def first_done(pending: list[Any]) -> list[Any]:
-            ready, rest = ray.wait(pending, num_returns=1)
+    def map_ticking(self, fn: Callable[[T, Tick], R], items: Iterable[T],
+                    on_tick: Done) -> Iterator[R]:
+        ray = self._init()
+        from ray.util.queue import Empty, Queue
+
+        ticks = Queue(actor_options={"num_cpus": 0})  # an actor: any node's tasks reach it
+        remote = ray.remote(num_cpus=1)(fn)
+
+        def drain() -> None:
+            while True:
+                try:
+                    on_tick(ticks.get_nowait())
+                except Empty:
+                    return
+
+        try:
+            refs = [remote.remote(item, QueueTick(ticks, i)) for i, item in enumerate(items)]
+            yield from self._in_order(refs, None, drain)
+        finally:
+            ticks.shutdown()
+
+    def _in_order(self, refs: list[Any], on_done: Done | None,
+                  drain: Callable[[], None]) -> Iterator[Any]:
+        ray = self._ray
+
+        def some_done(pending: list[Any]) -> list[Any]:
+            ready, rest = ray.wait(pending, num_returns=1, timeout=0.1)
             if rest:  # and whatever else has finished meanwhile, without waiting
                 ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+            drain()
             return list(ready)
 
         complete = False
         try:
-            yield from in_order(refs, first_done, ray.get, on_done)
+            yield from in_order(refs, some_done, ray.get, on_done)
             complete = True
         finally:
             if not complete:  # the caller stopped early or a task failed: drop the rest

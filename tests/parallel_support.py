@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,13 @@ from fluidgate.simulator.jitcache import ensure_compiled
 
 def square(x: int) -> int:
     return x * x
+
+
+def count_up(n: int, tick: Callable[[], None]) -> int:
+    """`n` units of work, each reported as it is done."""
+    for _ in range(n):
+        tick()
+    return n
 
 
 def wait_for_sibling(item: tuple[int, str]) -> int:

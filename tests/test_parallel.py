@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fluidgate.parallel import LocalExecutor, RayExecutor
-from tests.parallel_support import compile_at, square, wait_for_sibling
+from tests.parallel_support import compile_at, count_up, square, wait_for_sibling
 
 
 @pytest.mark.parametrize("workers", [1, 3])
@@ -18,6 +18,25 @@ def test_results_in_order_and_every_task_reported_once(workers: int) -> None:
     out = list(LocalExecutor(workers).map(square, range(7), done.append))
     assert out == [0, 1, 4, 9, 16, 25, 36]
     assert sorted(done) == list(range(7))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ticks_reach_the_caller_from_inside_tasks(workers: int) -> None:
+    ticks: list[int] = []
+    out = list(LocalExecutor(workers).map_ticking(count_up, [3, 0, 2], ticks.append))
+    assert out == [3, 0, 2]
+    assert sorted(ticks) == [0, 0, 0, 2, 2]  # task 0 ticked 3 times, task 2 twice
+
+
+def test_ray_ticks_reach_the_caller() -> None:
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install ray")
+    ticks: list[int] = []
+    try:
+        out = list(RayExecutor("local", 2).map_ticking(count_up, [3, 0, 2], ticks.append))
+    finally:
+        ray.shutdown()
+    assert out == [3, 0, 2]
+    assert sorted(ticks) == [0, 0, 0, 2, 2]
 
 
 def test_a_task_that_finishes_early_is_reported_before_an_earlier_result(

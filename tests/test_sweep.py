@@ -134,20 +134,27 @@ def test_spec_values(policy) -> None:  # type: ignore[no-untyped-def]
 def test_local_processes_match_in_process(policy) -> None:  # type: ignore[no-untyped-def]
     v = parse_vary("tpot 22ms..23ms step 0.25ms", policy)
     alone = run_sweep(policy, [v], workers=2, executor=LocalExecutor(1))
-    pooled = run_sweep(policy, [v], workers=2, executor=LocalExecutor(2))
+    progress: list[tuple[int, int]] = []
+    pooled = run_sweep(policy, [v], workers=2, executor=LocalExecutor(2),
+                       progress=lambda done, total: progress.append((done, total)))
     assert pooled.points == alone.points
+    # the bar moves per solved point, not per chunk of points (2 chunks here)
+    assert progress == [(k, 5) for k in range(1, 6)]
 
 
 def test_ray_matches_local_processes(policy) -> None:  # type: ignore[no-untyped-def]
     ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install ray")
     v = parse_vary(TPOT_20, policy)
     local = run_sweep(policy, [v], workers=2, executor=LocalExecutor(2))
+    progress: list[int] = []
     try:
-        on_ray = run_sweep(policy, [v], workers=2, executor=RayExecutor("local", 2))
+        on_ray = run_sweep(policy, [v], workers=2, executor=RayExecutor("local", 2),
+                           progress=lambda done, _total: progress.append(done))
     finally:
         ray.shutdown()
     assert [p.index for p in on_ray.points] == list(range(20))
     assert on_ray.points == local.points
+    assert progress == list(range(1, 21))
 
 
 def test_cli_sweep_writes_points_in_order(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -158,23 +158,14 @@ def run_sweep(policy: Policy, varies: Sequence[Vary], workers: int = 1,
     result = SweepResult(tuple(varies))
     done = 0
     total = sum(len(c.points) for c in parts)
-    if len(parts) == 1 and isinstance(ex, LocalExecutor):  # in this process, point by point
 
-        def tick() -> None:
-            nonlocal done
-            done += 1
-            if progress is not None:
-                progress(done, total)
-
-        result.points.extend(solve_chunk(parts[0], tick))
-        return result
-    def finished(i: int) -> None:  # a chunk came back (any order): count its points
+    def tick(_: int) -> None:  # chunk `_` solved a point, in this process or in a worker
         nonlocal done
-        done += len(parts[i].points)
+        done += 1
         if progress is not None:
             progress(done, total)
 
-    for part in ex.map(solve_chunk, parts, finished):
+    for part in ex.map_ticking(solve_chunk, parts, tick):  # one chunk: in this process
         result.points.extend(part)
     return result
 
