@@ -221,6 +221,17 @@ class RayExecutor:
         finally:
             ticks.shutdown()
 
+    def _get(self, ref: Any) -> Any:
+        """The task's result, or the exception it raised as such (as a local pool does), not
+        wrapped in Ray's error with the remote traceback in its message."""
+        ray = self._ray
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, Exception):
+                raise exc.cause from exc
+            raise
+
     def _in_order(self, refs: list[Any], on_done: Done | None,
                   drain: Callable[[], None]) -> Iterator[Any]:
         ray = self._ray
@@ -234,7 +245,7 @@ class RayExecutor:
 
         complete = False
         try:
-            yield from in_order(refs, some_done, ray.get, on_done)
+            yield from in_order(refs, some_done, self._get, on_done)
             complete = True
         finally:
             if not complete:  # the caller stopped early or a task failed: drop the rest

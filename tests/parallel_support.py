@@ -16,6 +16,12 @@ def square(x: int) -> int:
     return x * x
 
 
+def refuse_three(x: int) -> int:
+    if x == 3:
+        raise ValueError("three is refused")
+    return x
+
+
 def count_up(n: int, tick: Callable[[], None]) -> int:
     """`n` units of work, each reported as it is done."""
     for _ in range(n):

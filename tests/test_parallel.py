@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from fluidgate.parallel import LocalExecutor, RayExecutor
-from tests.parallel_support import compile_at, count_up, square, wait_for_sibling
+from tests.parallel_support import (
+    compile_at,
+    count_up,
+    refuse_three,
+    square,
+    wait_for_sibling,
+)
 
 
 @pytest.mark.parametrize("workers", [1, 3])
@@ -28,17 +34,6 @@ def test_ticks_reach_the_caller_from_inside_tasks(workers: int) -> None:
     assert sorted(ticks) == [0, 0, 0, 2, 2]  # task 0 ticked 3 times, task 2 twice
 
 
-def test_ray_ticks_reach_the_caller() -> None:
-    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install ray")
-    ticks: list[int] = []
-    try:
-        out = list(RayExecutor("local", 2).map_ticking(count_up, [3, 0, 2], ticks.append))
-    finally:
-        ray.shutdown()
-    assert out == [3, 0, 2]
-    assert sorted(ticks) == [0, 0, 0, 2, 2]
-
-
 def test_a_task_that_finishes_early_is_reported_before_an_earlier_result(
         tmp_path: Path) -> None:
     """Item 1 finishes first: progress hears of it at once, the results still come 0, 1."""
@@ -50,17 +45,30 @@ def test_a_task_that_finishes_early_is_reported_before_an_earlier_result(
     assert events == ["done 1", "done 0", "result 0", "result 1"]
 
 
-def test_ray_reports_early_finishers_and_keeps_order(tmp_path: Path) -> None:
+def test_ray_keeps_order_reports_early_finishers_ticks_and_errors(tmp_path: Path) -> None:
+    """The same contract on a local Ray (one start for all four checks: it takes seconds)."""
     ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install ray")
     events: list[str] = []
+    ticks: list[int] = []
     try:
         ex = RayExecutor("local", 2)
         for r in ex.map(wait_for_sibling, [(0, str(tmp_path)), (1, str(tmp_path))],
                         lambda i: events.append(f"done {i}")):
             events.append(f"result {r}")
+        counted = list(ex.map_ticking(count_up, [3, 0, 2], ticks.append))
+        with pytest.raises(ValueError, match="three is refused"):  # as raised, not wrapped
+            list(ex.map(refuse_three, [1, 3]))
     finally:
         ray.shutdown()
     assert events == ["done 1", "done 0", "result 0", "result 1"]
+    assert counted == [3, 0, 2]
+    assert sorted(ticks) == [0, 0, 0, 2, 2]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failed_task_raises_its_own_error(workers: int) -> None:
+    with pytest.raises(ValueError, match="three is refused"):
+        list(LocalExecutor(workers).map(refuse_three, [1, 3, 5]))
 
 
 def test_workers_on_a_cold_cache_compile_once(tmp_path: Path,

@@ -103,6 +103,15 @@ def test_validate_writes_the_report(tmp_path: Path) -> None:
         assert (tmp_path / name).read_bytes().startswith(PNG)
 
 
+def test_validate_on_two_workers_prints_what_one_prints() -> None:
+    args = ["validate", str(EXAMPLES / "two_class.sli"), "--quick", "--gpus", "5,20",
+            "--seeds", "1"]
+    one = RUN.invoke(app, [*args, "-j", "1"])
+    two = RUN.invoke(app, [*args, "--workers", "2"])
+    assert one.exit_code == 0 and two.exit_code == 0, (one.output, two.output)
+    assert "gate-and-route" in one.output and two.output == one.output
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--gpus", "5,x"], "'x' is not a whole number"),
     (["--gpus", "0"], "at least 1"),
