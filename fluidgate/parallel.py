@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -66,23 +70,22 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def in_order(handles: Sequence[H], wait: Callable[[list[H]], Iterable[H]],
+def in_order(handles: Sequence[H], wait: Callable[[set[H]], Iterable[H]],
              result: Callable[[H], R], on_done: Done | None) -> Iterator[R]:
     """Results of submitted tasks in submission order; `on_done(i)` as each one finishes.
 
-    `wait(pending)` blocks until at least one of `pending` has finished and returns those
-    that have. Waiting happens in the caller's thread, so `on_done` may touch a progress bar.
+    `wait(pending)` returns those of `pending` that have finished (none, after a timeout).
+    Waiting happens in the caller's thread, so `on_done` may touch a progress bar.
     """
     index = {h: i for i, h in enumerate(handles)}
-    pending = list(handles)
-    finished: set[int] = set()
-    for i, handle in enumerate(handles):
-        while i not in finished:
+    pending = set(handles)
+    for handle in handles:
+        while handle in pending:
             for h in wait(pending):
-                finished.add(index[h])
-                if on_done is not None:
-                    on_done(index[h])
-            pending = [h for h in pending if index[h] not in finished]
+                if h in pending:
+                    pending.discard(h)
+                    if on_done is not None:
+                        on_done(index[h])
         yield result(handle)
 
 
@@ -102,20 +105,14 @@ class LocalExecutor:
                     on_done(i)
                 yield out
             return
-        import multiprocessing
-        from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+        from concurrent.futures import FIRST_COMPLETED, Future, wait
 
-        def first_done(pending: list[Future[R]]) -> Iterable[Future[R]]:
+        def some_done(pending: set[Future[R]]) -> Iterable[Future[R]]:
             return wait(pending, return_when=FIRST_COMPLETED).done
 
-        # spawn, not fork: a forked child inherits HiGHS's and the caller's threads
-        ctx = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=min(self.workers, len(todo)), mp_context=ctx)
-        try:
+        with self._pool(len(todo)) as pool:
             futures = [pool.submit(fn, item) for item in todo]
-            yield from in_order(futures, first_done, lambda f: f.result(), on_done)
-        finally:  # also when the caller stops early: queued tasks are dropped, not run
-            pool.shutdown(wait=True, cancel_futures=True)
+            yield from in_order(futures, some_done, lambda f: f.result(), on_done)
 
     def map_ticking(self, fn: Callable[[T, Tick], R], items: Iterable[T],
                     on_tick: Done) -> Iterator[R]:
@@ -126,32 +123,36 @@ class LocalExecutor:
             return
         import multiprocessing
         import queue
-        from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+        from concurrent.futures import FIRST_COMPLETED, Future, wait
 
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Manager() as manager:  # its server process ends with this block
+        with multiprocessing.get_context("spawn").Manager() as manager, \
+                self._pool(len(todo)) as pool:  # the manager's process ends with the block
             ticks = manager.Queue()
 
-            def drain() -> None:
-                while True:
+            def some_done(pending: set[Future[R]]) -> Iterable[Future[R]]:
+                done = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED).done
+                while True:  # after the wait: a finished task's ticks are all queued
                     try:
                         on_tick(ticks.get_nowait())
                     except queue.Empty:
-                        return
+                        return done
 
-            def some_done(pending: list[Future[R]]) -> Iterable[Future[R]]:
-                done = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED).done
-                drain()  # after the wait: a finished task's ticks are all on the queue
-                return done
+            futures = [pool.submit(fn, item, QueueTick(ticks, i))
+                       for i, item in enumerate(todo)]
+            yield from in_order(futures, some_done, lambda f: f.result(), None)
 
-            pool = ProcessPoolExecutor(max_workers=min(self.workers, len(todo)),
-                                       mp_context=ctx)
-            try:
-                futures = [pool.submit(fn, item, QueueTick(ticks, i))
-                           for i, item in enumerate(todo)]
-                yield from in_order(futures, some_done, lambda f: f.result(), None)
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+    @contextmanager
+    def _pool(self, tasks: int) -> Iterator[ProcessPoolExecutor]:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: a forked child inherits HiGHS's and the caller's threads
+        ctx = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(max_workers=min(self.workers, tasks), mp_context=ctx)
+        try:
+            yield pool
+        finally:  # also when the caller stops early: queued tasks are dropped, not run
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class RayExecutor:
@@ -236,8 +237,8 @@ class RayExecutor:
                   drain: Callable[[], None]) -> Iterator[Any]:
         ray = self._ray
 
-        def some_done(pending: list[Any]) -> list[Any]:
-            ready, rest = ray.wait(pending, num_returns=1, timeout=0.1)
+        def some_done(pending: set[Any]) -> list[Any]:
+            ready, rest = ray.wait(list(pending), num_returns=1, timeout=0.1)
             if rest:  # and whatever else has finished meanwhile, without waiting
                 ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
             drain()

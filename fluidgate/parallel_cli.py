@@ -6,11 +6,12 @@ module stays cheap (the main CLI imports it to build its help): Ray loads only w
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fluidgate.parallel import Executor, make_executor
+if TYPE_CHECKING:
+    from fluidgate.parallel import Executor
 
 RayOpt = Annotated[str | None, typer.Option(
     "--ray", metavar="auto|ADDRESS", show_default=False,
@@ -27,6 +28,8 @@ WorkersOpt = Annotated[int | None, typer.Option(
 def connect(ray: str | None, workers: int | None, default: int) -> Executor:
     """The executor the options ask for; with --ray, connected now, so that a bad address
     fails before any work (raises `parallel.RayUnavailable` with the words to show)."""
+    from fluidgate.parallel import make_executor
+
     ex = make_executor(ray, workers if workers is not None or ray else default)
     ex.workers  # noqa: B018  (RayExecutor connects to the cluster to answer)
     return ex
