@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from fluidgate.harness.core import EngineCore
+from fluidgate.harness.core import EngineCore, Stream
 from fluidgate.harness.engine import EngineServer
 from fluidgate.harness.serve import start_site
 from fluidgate.harness.timing import EngineTiming
@@ -31,10 +32,24 @@ TIMING = EngineTiming(16, 256, IterationCurve(CurveForm.CONSTANT, TAU_SOLO),
 LIMIT_S = 20.0
 
 
+class LaggingCore(EngineCore):
+    """An engine on a machine too loaded to keep up: its first iteration holds the event
+    loop for `LAG_S` wall seconds (a synchronous sleep, as a busy CPU would), so every
+    iteration after it is already due and the loop catches up without sleeping."""
+
+    async def _iterate(self, head: Stream | None, k: int, end: float) -> float:
+        if self.iterations == 0:
+            time.sleep(LAG_S)
+        return await super()._iterate(head, k, end)
+
+
+LAG_S = 0.25  # at a time scale of 4 or more, a model second behind: dozens of iterations
+
+
 @asynccontextmanager
-async def engine(mixed: bool, scale: float = 1.0, interval: int = 1, lookahead: int = 0
-                 ) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
-    core = EngineCore(TIMING, mixed, scale, interval, lookahead)
+async def engine(mixed: bool, scale: float = 1.0, interval: int = 1, lookahead: int = 0,
+                 lag: bool = False) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
+    core = (LaggingCore if lag else EngineCore)(TIMING, mixed, scale, interval, lookahead)
     runner, port = await start_site(EngineServer(core, "t").app(), 0)
     try:
         async with aiohttp.ClientSession() as session:
@@ -113,9 +128,12 @@ def test_two_step_protocol() -> None:
     run(body)
 
 
-def test_streaming_chunks_add_up() -> None:
+@pytest.mark.parametrize("lag", [False, True])
+def test_streaming_chunks_add_up(lag: bool) -> None:
+    # Lagging, the engine runs the request's remaining iterations in one catch-up stretch;
+    # it still hands out the first token alone and the rest in chunks of at most 4.
     async def body() -> None:
-        async with engine(mixed=True, scale=4.0, interval=4) as (url, s):
+        async with engine(mixed=True, scale=4.0, interval=4, lag=lag) as (url, s):
             payload = {"messages": [{"role": "user", "content": "a b c"}], "max_tokens": 10,
                        "stream": True}
             async with s.post(url + "/v1/chat/completions", json=payload) as r:
@@ -152,13 +170,14 @@ def test_malformed_bodies_get_400_json_and_the_engine_stays_up(raw: bytes) -> No
     run(body)
 
 
+@pytest.mark.parametrize("lag", [False, True])
 @pytest.mark.parametrize("lookahead", [0, 1])
-def test_prefill_end_is_announced_only_with_lookahead(lookahead: int) -> None:
+def test_prefill_end_is_announced_only_with_lookahead(lookahead: int, lag: bool) -> None:
     # 600 tokens: chunks of 256, 256, 88. With lookahead 1 the engine announces the end when
-    # the last chunk starts; the announced time is two full chunks plus the short one later
-    # than the first iteration began.
+    # the last chunk starts, also when it lags and runs the last two chunks in one
+    # catch-up stretch.
     async def body() -> None:
-        async with engine(mixed=True, scale=5.0, lookahead=lookahead) as (url, s):
+        async with engine(mixed=True, scale=5.0, lookahead=lookahead, lag=lag) as (url, s):
             payload = {"prompt_tokens": 600, "max_tokens": 1, "stream": True,
                        "kv_transfer_params": {"do_remote_decode": True}}
             async with s.post(url + "/v1/completions", json=payload) as r:

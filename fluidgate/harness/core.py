@@ -8,9 +8,12 @@ Work that arrives during an iteration joins the next one; an idle engine starts 
 Iteration ends are scheduled at absolute model times (`origin + t_model / scale` on the
 event loop's clock), never as "sleep τ after the last one ended": on a busy machine a late
 wake-up is made up by the next sleep being shorter, so timer jitter does not accumulate
-into lost throughput. Tokens are handed to their stream every `stream_interval` tokens (and
-the first and last at once), as vLLM's `--stream-interval` does, so a compressed run does
-not drown the machine in events.
+into lost throughput. An engine that has fallen behind runs its due iterations back to back
+without sleeping, so the engine itself cuts each stream's tokens into chunks as it produces
+them: the first token alone, then every `stream_interval` tokens (and the last at once), as
+vLLM's `--stream-interval` does, so a compressed run does not drown the machine in events.
+A stream's reader takes whole chunks, however many iterations ran before it woke, so a
+catch-up never merges chunks nor skips a prefill's announced end.
 
 A prefill-only request (the first step of the two-step protocol) can announce its end
 `lookahead` iterations early, so the gateway sends the next prefill while this one runs its
@@ -37,7 +40,8 @@ class Stream:
     tokens_left: int  # decode tokens still to produce
     prefill_only: bool = False  # the two-step protocol's first step: stop after prefill
     produced: int = 0
-    delivered: int = 0
+    cut: int = 0  # tokens already in a chunk
+    chunks: deque[int] = field(default_factory=deque)  # cut, not yet taken: tokens in each
     done: bool = False
     aborted: bool = False
     start_time: float = -1.0  # model time its first iteration began (-1: not yet)
@@ -50,12 +54,18 @@ class Stream:
     ids: list[int] = field(default_factory=list)
     last_id: int = 0
 
-    def take(self) -> int:
-        """Tokens produced since the last call (what the next streamed chunk carries)."""
-        n = self.produced - self.delivered
-        self.delivered = self.produced
+    def cut_chunk(self) -> None:
+        """Close a chunk of the tokens produced since the last one: one streamed event."""
+        self.chunks.append(self.produced - self.cut)
+        self.cut = self.produced
+        self.ready.set()
+
+    def take(self) -> list[int]:
+        """The chunks cut since the last call, oldest first (the tokens in each)."""
+        out = list(self.chunks)
+        self.chunks.clear()
         self.ready.clear()
-        return n
+        return out
 
 
 class EngineCore:
@@ -148,8 +158,8 @@ class EngineCore:
                 self._complete(s, end)
             else:
                 still.append(s)
-                if s.produced == 1 or s.produced - s.delivered >= self.interval:
-                    s.ready.set()
+                if s.produced == 1 or s.produced - s.cut >= self.interval:
+                    s.cut_chunk()
         self._running = still
         if head is not None:
             head.prompt_left -= k
@@ -165,7 +175,7 @@ class EngineCore:
     def _complete(s: Stream, end: float) -> None:
         s.done = True
         s.finish_time = end
-        s.ready.set()
+        s.cut_chunk()  # the last chunk, which the reader finishes the answer with
 
     def _drop_aborted(self) -> None:
         if any(s.aborted for s in self._running):

@@ -45,9 +45,9 @@ def _json_error(message: str, status: int = 400, kind: str = "invalid_request_er
                         content_type="application/json")
 
 
-def _ids(stream: Stream, n: int) -> Sequence[int] | None:
-    """The ids of the `n` tokens just taken, when real passes generated ids (else None)."""
-    return stream.ids[stream.delivered - n:stream.delivered] if stream.ids else None
+def _ids(stream: Stream, start: int, n: int) -> Sequence[int] | None:
+    """The ids of `n` tokens from the `start`-th, when real passes generated ids (else None)."""
+    return stream.ids[start:start + n] if stream.ids else None
 
 
 class EngineServer:
@@ -132,7 +132,7 @@ class EngineServer:
     async def _whole(self, req: Request, stream: Stream, rid: str) -> web.Response:
         while not stream.done:
             await stream.ready.wait()
-            stream.ready.clear()
+            stream.take()
         extra: dict[str, Any] = {"usage": self._usage(req, stream.produced)}
         kv = self._kv_params(req, rid)
         if kv is not None:
@@ -154,25 +154,28 @@ class EngineServer:
                                            "Cache-Control": "no-cache"})
         await resp.prepare(request)
         announced = False
+        sent = 0  # tokens written
         while True:
             await stream.ready.wait()
-            n = stream.take()
-            if stream.handoff >= 0 and not announced and not stream.done:
-                announced = True
+            chunks = stream.take()  # the engine may have run several iterations meanwhile
+            if stream.handoff >= 0 and not announced:
+                announced = True  # before the end it announces, however late this wakes
                 await resp.write(sse({"id": rid, "object": "text_completion", "choices": [],
                                       "fluidgate": {"tokens": 0,
                                                     "prefill_ends": stream.handoff}}))
+            for i, n in enumerate(chunks):
+                extra: dict[str, Any] | None = None
+                last = stream.done and i == len(chunks) - 1
+                if last:
+                    extra = {"usage": self._usage(req, stream.produced)}
+                    kv = self._kv_params(req, rid)
+                    if kv is not None:
+                        extra["kv_transfer_params"] = kv
+                await resp.write(sse(chunk_payload(req.api, rid, n, "length" if last else None,
+                                                   extra, _ids(stream, sent, n))))
+                sent += n
             if stream.done:
-                extra: dict[str, Any] = {"usage": self._usage(req, stream.produced)}
-                kv = self._kv_params(req, rid)
-                if kv is not None:
-                    extra["kv_transfer_params"] = kv
-                await resp.write(sse(chunk_payload(req.api, rid, n, "length", extra,
-                                                   _ids(stream, n))))
                 await resp.write(SSE_DONE)
                 break
-            if n:
-                await resp.write(sse(chunk_payload(req.api, rid, n, None, None,
-                                                   _ids(stream, n))))
         await resp.write_eof()
         return resp
