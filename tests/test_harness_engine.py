@@ -189,3 +189,50 @@ def test_prefill_end_is_announced_only_with_lookahead(lookahead: int, lag: bool)
             assert events[-1]["kv_transfer_params"]["prompt_tokens"] == 600
             assert len(announced) == lookahead
     run(body)
+
+
+class FailingCore(EngineCore):
+    """An engine whose first iteration with two decodes raises, as a real pass's CUDA error
+    would."""
+
+    async def _iterate(self, head: Stream | None, k: int, end: float) -> float:
+        if len(self._running) == 2:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered (test)")
+        return await super()._iterate(head, k, end)
+
+
+def test_a_raising_iteration_fails_its_requests_and_the_engine(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # A streamed request is decoding (its first token has come) when a second one joins;
+    # the first iteration with both raises. Before the fix the loop task died and both
+    # requests waited forever (the time limit failed the test).
+    async def body() -> None:
+        core = FailingCore(TIMING, True, 1.0, 1, 0)
+        runner, port = await start_site(EngineServer(core, "t").app(), 0)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            async with aiohttp.ClientSession() as s, s.post(url + "/v1/completions", json={
+                    "prompt": "a b", "max_tokens": 400, "stream": True}) as r:
+                assert r.status == 200
+                lines = [(await r.content.readline()).decode().strip()]
+                status, whole = await post(s, url, {"prompt": "c d", "max_tokens": 20})
+                lines += [ln.decode().strip() async for ln in r.content]
+                events = [json.loads(ln[6:]) for ln in lines if ln.startswith("data: ")]
+                # tokens one at a time, then the error event and no "[DONE]"
+                assert all(e["fluidgate"]["tokens"] == 1 for e in events[:-1])
+                assert 1 <= len(events) - 1 < 400
+                error = events[-1]["error"]
+                assert error["code"] == 500 and error["type"] == "engine_failed"
+                assert "RuntimeError: CUDA error" in error["message"]
+                assert status == 500 and whole["error"]["message"] == error["message"]
+                async with s.get(url + "/health") as h:
+                    health = await h.json()
+                    assert h.status == 503 and health["status"] == "failed"
+                status, late = await post(s, url, {"prompt": "e", "max_tokens": 2})
+                assert status == 500 and late["error"]["type"] == "engine_failed"
+        finally:
+            await runner.cleanup()
+    run(body)
+    failed = [r for r in caplog.records if r.name == "fluidgate.harness.core"]
+    assert len(failed) == 1 and failed[0].levelname == "ERROR"
+    assert failed[0].exc_info is not None and "2 requests" in failed[0].getMessage()

@@ -196,6 +196,31 @@ def test_a_pass_runs_off_the_event_loop() -> None:
         answered.set()
 
 
+def test_a_raising_pass_fails_the_request_and_the_engine() -> None:
+    # A real pass raises in its worker thread, as a CUDA error would: the request gets a
+    # 500 that says why and /health turns 503, instead of the request hanging forever.
+    _torch()
+    from fluidgate.harness.passes import DecoderPasses
+
+    passes = DecoderPasses(ARCH, B, C, CONTEXT, "cpu")
+
+    def broken(chunk: Sequence[int], prefix: int, decodes: Sequence[int]
+               ) -> tuple[list[int], float]:
+        raise RuntimeError("CUDA error: device-side assert triggered (test)")
+
+    passes.run = broken  # type: ignore[method-assign]
+
+    async def body() -> None:
+        async with model_engine(mixed=True, passes=passes) as (url, s, core):
+            status, out = await post(s, url, {"prompt_tokens": 5, "max_tokens": 2})
+            assert status == 500 and out["error"]["type"] == "engine_failed"
+            assert "device-side assert" in out["error"]["message"]
+            async with s.get(url + "/health") as r:
+                assert r.status == 503
+            assert core.iterations == 0
+    run(body)
+
+
 @pytest.fixture
 def cli() -> CliRunner:
     mount_simulator()  # in main()'s order, as tests/test_harness_cli.py does

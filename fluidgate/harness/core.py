@@ -20,16 +20,25 @@ A prefill-only request (the first step of the two-step protocol) can announce it
 last chunks and the engine goes on without an idle gap. The gateway's HTTP round trip would
 otherwise sit on the prefill's critical path, and a time scale of S multiplies it by S in
 model time.
+
+An iteration that raises (a bug, or a real forward pass's CUDA error) must not leave
+requests waiting on a loop that is gone: the loop logs the cause and stops, every stream
+in the engine fails with it, and the engine refuses new work and reports itself failed
+(`failure`), so its `/health` turns non-200 and a gateway routes around it. A failed pass
+may have left the device or the core's state broken, so the engine does not go on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fluidgate.harness.timing import EngineTiming
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False, slots=True)
@@ -43,6 +52,7 @@ class Stream:
     cut: int = 0  # tokens already in a chunk
     chunks: deque[int] = field(default_factory=deque)  # cut, not yet taken: tokens in each
     done: bool = False
+    error: str | None = None  # why the engine failed it (then no more tokens come)
     aborted: bool = False
     start_time: float = -1.0  # model time its first iteration began (-1: not yet)
     handoff: float = -1.0  # prefill-only: model time its prefill will end, once in sight
@@ -58,6 +68,10 @@ class Stream:
         """Close a chunk of the tokens produced since the last one: one streamed event."""
         self.chunks.append(self.produced - self.cut)
         self.cut = self.produced
+        self.ready.set()
+
+    def fail(self, error: str) -> None:
+        self.error = error
         self.ready.set()
 
     def take(self) -> list[int]:
@@ -90,6 +104,7 @@ class EngineCore:
         self._origin = 0.0
         self.model_time = 0.0
         self.iterations = 0
+        self.failure: str | None = None  # the error that stopped the loop, once it has
 
     def now(self) -> float:
         """Model seconds since the engine started."""
@@ -101,6 +116,9 @@ class EngineCore:
         return len(self._prefills), len(self._waiting), len(self._running)
 
     def submit(self, stream: Stream) -> None:
+        if self.failure is not None:
+            stream.fail(self.failure)
+            return
         if stream.prompt_left > 0:
             if not self.mixed:
                 raise ValueError("a decode-only (solo) engine cannot prefill")
@@ -110,8 +128,26 @@ class EngineCore:
         self._wake.set()
 
     async def run(self) -> None:
-        """The iteration loop; cancel the task to stop it."""
+        """The iteration loop; cancel the task to stop it. It returns only when an
+        iteration raised, after failing the engine (the module docstring)."""
         self._origin = asyncio.get_running_loop().time()
+        try:
+            await self._loop()
+        except Exception as exc:  # any cause: the streams must fail, not hang
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        self.failure = f"engine iteration failed: {type(exc).__name__}: {exc}"
+        log.error("%s; failing its %d requests, the engine serves no more", self.failure,
+                  len(self._prefills) + len(self._waiting) + len(self._running),
+                  exc_info=exc)
+        for s in (*self._prefills, *self._waiting, *self._running):
+            s.fail(self.failure)
+        self._prefills.clear()
+        self._waiting.clear()
+        self._running.clear()
+
+    async def _loop(self) -> None:
         while True:
             self._drop_aborted()
             if not (self._prefills or self._waiting or self._running):

@@ -4,10 +4,13 @@
 `/v1/models`. A mixed engine prefills and decodes; a solo engine only decodes requests that
 carry `kv_transfer_params` from a prefill (the two-step protocol in `protocol.py`), and
 refuses the rest with a 400, as a decode-only instance cannot serve them. Client input never
-crashes it: a malformed body is a 400 with a JSON error. Every timestamp it reports is in
-model time (`EngineCore`), so a run at `--time-scale 10` reads like one at full speed. With
-`--model` the core is `passes.DecoderCore` (real forward passes) and the chunks' text is the
-generated token ids; nothing else a client sees differs.
+crashes it: a malformed body is a 400 with a JSON error. An iteration that raises fails the
+engine (`EngineCore.run`): its requests end with a 500 JSON error or, streamed, an error
+event of type `engine_failed` and no `[DONE]`; new ones get the 500; `/health` answers 503.
+Every timestamp it reports is in model time (`EngineCore`), so a run at `--time-scale 10`
+reads like one at full speed. With `--model` the core is `passes.DecoderCore` (real forward
+passes) and the chunks' text is the generated token ids; nothing else a client sees
+differs.
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ from fluidgate.harness.protocol import (
     Step,
     chunk_payload,
     error_body,
+    error_payload,
     parse_request,
     prompt_ids,
     sse,
 )
 
+ENGINE_FAILED = "engine_failed"  # the error type of a request the engine's failure ended
 CORE_KEY = web.AppKey("core", EngineCore)
 TASK_KEY = web.AppKey("task", asyncio.Task[None])
 
@@ -43,6 +48,10 @@ def _json_error(message: str, status: int = 400, kind: str = "invalid_request_er
                 ) -> web.Response:
     return web.Response(status=status, text=error_body(message, kind, status),
                         content_type="application/json")
+
+
+def _engine_failed(error: str) -> web.Response:
+    return _json_error(error, 500, ENGINE_FAILED)
 
 
 def _ids(stream: Stream, start: int, n: int) -> Sequence[int] | None:
@@ -78,6 +87,9 @@ class EngineServer:
         await asyncio.gather(task, return_exceptions=True)
 
     async def _health(self, request: web.Request) -> web.Response:
+        if self.core.failure is not None:
+            return web.json_response({"status": "failed", "error": self.core.failure},
+                                     status=503)
         p, w, r = self.core.load
         return web.json_response({"status": "ok", "role": "mixed" if self.core.mixed else "solo",
                                   "model_time": self.core.now(), "prefills": p,
@@ -101,6 +113,8 @@ class EngineServer:
             return _json_error(str(exc))
         except web.HTTPRequestEntityTooLarge:
             return _json_error("request body too large", 413)
+        if self.core.failure is not None:
+            return _engine_failed(self.core.failure)
         if req.step is not Step.DECODE and not self.core.mixed:
             return _json_error("this engine is decode-only (role solo): send the prefill to a "
                                "mixed engine and the decode here with its kv_transfer_params")
@@ -130,9 +144,11 @@ class EngineServer:
                 "total_tokens": req.prompt_tokens + tokens}
 
     async def _whole(self, req: Request, stream: Stream, rid: str) -> web.Response:
-        while not stream.done:
+        while not (stream.done or stream.error):
             await stream.ready.wait()
             stream.take()
+        if stream.error is not None:
+            return _engine_failed(stream.error)
         extra: dict[str, Any] = {"usage": self._usage(req, stream.produced)}
         kv = self._kv_params(req, rid)
         if kv is not None:
@@ -174,6 +190,9 @@ class EngineServer:
                 await resp.write(sse(chunk_payload(req.api, rid, n, "length" if last else None,
                                                    extra, _ids(stream, sent, n))))
                 sent += n
+            if stream.error is not None:  # no [DONE]: the answer is incomplete
+                await resp.write(sse(error_payload(stream.error, ENGINE_FAILED, 500)))
+                break
             if stream.done:
                 await resp.write(SSE_DONE)
                 break

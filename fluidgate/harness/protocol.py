@@ -117,8 +117,14 @@ def prompt_ids(req: Request) -> Sequence[int]:
     return range(req.prompt_tokens)
 
 
+def error_payload(message: str, kind: str = "invalid_request_error", code: int = 400
+                  ) -> dict[str, Any]:
+    """An OpenAI-style error: a JSON answer's body, or an in-stream error event."""
+    return {"error": {"message": message, "type": kind, "code": code}}
+
+
 def error_body(message: str, kind: str = "invalid_request_error", code: int = 400) -> str:
-    return json.dumps({"error": {"message": message, "type": kind, "code": code}})
+    return json.dumps(error_payload(message, kind, code))
 
 
 def chunk_payload(api: Api, rid: str, tokens: int, finish: str | None,
