@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -138,3 +139,39 @@ def test_validate_with_an_unknown_solver_exits_2() -> None:
     res = RUN.invoke(app, ["validate", str(EXAMPLES / "two_class.sli"), "--solver", "cplex"])
     assert res.exit_code == 2
     assert "unknown solver 'cplex'" in res.output
+
+
+@pytest.mark.parametrize(("make", "words"), [
+    (lambda d: d / "missing" / "study", "does not exist"),
+    (lambda d: (d / "f").write_text("x") and d / "f", "is not a directory"),
+    (lambda d: ((d / "busy").mkdir(), (d / "busy" / "mine.txt").write_text("keep"))
+     and d / "busy", "--force"),
+])
+def test_validate_refuses_an_unwritable_out_before_simulating(
+        tmp_path: Path, make: Any, words: str) -> None:
+    out = make(tmp_path)
+    res = RUN.invoke(app, ["validate", str(EXAMPLES / "two_class.sli"), "--quick", "--gpus",
+                           "5", "--seeds", "1", "-j", "1", "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    assert words in res.output
+    assert "R* =" not in res.output  # refused before the solve and the study
+    if (tmp_path / "busy").exists():
+        assert (tmp_path / "busy" / "mine.txt").read_text() == "keep"
+
+
+def test_validate_force_replaces_a_study_directory_whole(tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    res = RUN.invoke(app, ["validate", str(EXAMPLES / "two_class.sli"), "--quick", "--gpus",
+                           "5", "--seeds", "1", "-j", "1", "--out", str(out), "--force"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "baselines.png", "convergence.png", "occupancy.png", "report.json"]
+
+
+def test_simulate_refuses_to_write_over_its_input_before_simulating(ref_spec: Path) -> None:
+    before = ref_spec.read_bytes()
+    res = RUN.invoke(app, ["simulate", str(ref_spec), "--json", str(ref_spec)])
+    assert res.exit_code == 2, res.output
+    assert "measured" not in res.output and ref_spec.read_bytes() == before

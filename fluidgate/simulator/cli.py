@@ -95,6 +95,10 @@ def simulate(
     _check_positive("--duration", duration)
     if warmup is not None and not warmup >= 0:
         _fail(f"error: --warmup must be a number of seconds ≥ 0, not {warmup}")
+    read = [p for p in (spec_file, trace, curves) if p is not None]
+    for target in (json_out, plot):
+        if target is not None:
+            _check_target(target, read)
     spec = _load_spec(spec_file)
     if curves is not None and fidelity is not Fidelity.ITERATION:
         _fail("error: --curves times the iteration level; add --fidelity iteration")
@@ -111,18 +115,36 @@ def simulate(
         from fluidgate.simulator.report import save_report
 
         try:
-            save_report(json_out, simulation_report(spec, result))
+            save_report(json_out, simulation_report(spec, result), inputs=read)
         except OSError as exc:
-            _fail(f"error: cannot write '{json_out}': {exc.strerror or exc}")
+            _fail(_write_error(json_out, exc))
     if plot is not None:
         from fluidgate.simulator.config import spec_at
         from fluidgate.simulator.plot import run_timeline
 
         scaled = spec_at(spec, result.gpus)
         try:
-            run_timeline(result, [c.targets.prefill for c in scaled.classes], plot)
+            run_timeline(result, [c.targets.prefill for c in scaled.classes], plot,
+                         inputs=[*read, *([json_out] if json_out else [])])
         except OSError as exc:
-            _fail(f"error: cannot write '{plot}': {exc.strerror or exc}")
+            _fail(_write_error(plot, exc))
+
+
+def _check_target(target: Path, inputs: list[Path]) -> None:
+    from fluidgate.atomic import OutputError, check_output
+
+    try:  # before the simulation, which can take minutes
+        check_output(target, inputs=inputs)
+    except OutputError as exc:
+        _fail(f"error: {exc}")
+
+
+def _write_error(target: Path, exc: OSError) -> str:
+    from fluidgate.atomic import OutputError
+
+    if isinstance(exc, OutputError):
+        return f"error: {exc}"
+    return f"error: cannot write '{target}': {exc.strerror or exc}"
 
 
 def _load_curves(path: Path) -> tuple[IterationCurve, IterationCurve]:
@@ -170,8 +192,11 @@ def _simulate_with_progress(spec: ControllerSpec, policy: PolicyName, fidelity: 
 def validate(
     policy_file: Annotated[Path, typer.Argument(help="A policy file in the SLI language (.sli).",
                                                 show_default=False, metavar="POLICY")],
-    out: Annotated[Path | None, typer.Option(help="Write report.json and the PNG plots into "
-                                             "this directory.", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Write report.json and the PNG plots as this directory (created; its parent "
+             "must exist). Checked before the study runs.", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists and is "
+                                        "not empty (all or nothing).")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="A small study (n = 5, 20, 50; 2 "
                                         "seeds; short runs) for smoke tests.")] = False,
     seeds: Annotated[int | None, typer.Option(help="Seeds per (policy, n); default 5 (2 with "
@@ -206,6 +231,14 @@ def validate(
         opts = replace(opts, seeds=seeds)
     if gpus is not None:
         opts = replace(opts, gpus=_parse_sizes(gpus))
+    if out is not None:
+        from fluidgate.atomic import OutputError
+        from fluidgate.controllers.export.outdir import check_directory
+
+        try:  # minutes of simulation must not end in a refusal
+            check_directory(out, force, inputs=[policy_file])
+        except OutputError as exc:
+            _fail(f"error: {exc}")
     try:
         ex = connect(ray, workers, default_workers())
     except RayUnavailable as exc:
@@ -217,7 +250,7 @@ def validate(
     report = validation_report(spec, str(policy_file), opts, runs)
     render_study(report, Console(highlight=False))
     if out is not None:
-        _write_study(out, report)
+        _write_study(out, report, force, policy_file)
 
 
 def _parse_sizes(text: str) -> tuple[int, ...]:
@@ -263,17 +296,24 @@ def _study_with_progress(spec: ControllerSpec, opts: StudyOptions,
             _fail(f"error: {exc}")
 
 
-def _write_study(out: Path, report: ValidationReport) -> None:
+def _write_study(out: Path, report: ValidationReport, force: bool, policy_file: Path) -> None:
+    """The report and its plots appear together as `out`, or not at all."""
+    from fluidgate.atomic import OutputError
+    from fluidgate.controllers.export.outdir import write_files
     from fluidgate.simulator import plot
-    from fluidgate.simulator.report import save_report
+    from fluidgate.simulator.report import dump_report
 
+    names = ["convergence.png", "occupancy.png", "baselines.png"]
+    files: dict[str, str | bytes] = {
+        names[0]: plot.convergence(report.summary, report.r_star),
+        names[1]: plot.occupancy(report.occupancy),
+        names[2]: plot.baselines(report.summary, report.r_star),
+        "report.json": dump_report(report.model_copy(update={"plots": names})),
+    }
     try:
-        names = ["convergence.png", "occupancy.png", "baselines.png"]
-        plot.convergence(report.summary, report.r_star, out / names[0])
-        plot.occupancy(report.occupancy, out / names[1])
-        plot.baselines(report.summary, report.r_star, out / names[2])
-        save_report(out / "report.json", report.model_copy(update={"plots": names}))
-    except OSError as exc:
-        _fail(f"error: cannot write into '{out}': {exc.strerror or exc}")
+        write_files(out, files, force, inputs=[policy_file])
+    except OSError as exc:  # OutputError says it whole; others name the directory
+        _fail(f"error: {exc}" if isinstance(exc, OutputError)
+              else f"error: cannot write '{out}': {exc.strerror or exc}")
     Console(stderr=True).print(f"report and plots written to {out}", markup=False)
 

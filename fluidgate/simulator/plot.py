@@ -8,6 +8,7 @@ the theory suggests.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +30,23 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _png(fig: Any) -> bytes:
     from io import BytesIO
-
-    from fluidgate.atomic import write_bytes_atomic
 
     buf = BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     _pyplot().close(fig)
-    return write_bytes_atomic(path, buf.getvalue())
+    return buf.getvalue()
 
 
-def convergence(summary: list[PolicySummary], r_star: float, path: Path) -> Path:
+def _save(fig: Any, path: Path, inputs: Sequence[Path] = ()) -> Path:
+    from fluidgate.atomic import write_output
+
+    write_output(path, _png(fig), inputs=inputs)
+    return path
+
+
+def convergence(summary: list[PolicySummary], r_star: float) -> bytes:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for policy in dict.fromkeys(s.policy for s in summary):
@@ -70,10 +76,10 @@ def convergence(summary: list[PolicySummary], r_star: float, path: Path) -> Path
     ax.set_title(f"Revenue against the fluid bound R* = {r_star:.4g} per GPU per s (95 % CI)")
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3, which="both")
-    return _save(fig, path)
+    return _png(fig)
 
 
-def occupancy(records: list[OccupancyRecord], path: Path) -> Path:
+def occupancy(records: list[OccupancyRecord]) -> bytes:
     plt = _pyplot()
     names = list(dict.fromkeys(r.name for r in records))
     sizes = sorted({r.n for r in records})
@@ -94,10 +100,10 @@ def occupancy(records: list[OccupancyRecord], path: Path) -> Path:
     ax.set_ylabel("running prefills / n·x*")
     ax.set_title("gate-and-route: prefill occupancy against the plan's target")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _png(fig)
 
 
-def baselines(summary: list[PolicySummary], r_star: float, path: Path) -> Path:
+def baselines(summary: list[PolicySummary], r_star: float) -> bytes:
     plt = _pyplot()
     n = max(s.n for s in summary)
     rows = sorted((s for s in summary if s.n == n), key=lambda s: -s.mean)
@@ -115,10 +121,11 @@ def baselines(summary: list[PolicySummary], r_star: float, path: Path) -> Path:
     ax.axvline(1.0, color="k", lw=0.8)
     ax.set_xlabel("revenue per GPU / R*")
     ax.set_title(f"Policies at n = {n} (95 % CI over seeds)")
-    return _save(fig, path)
+    return _png(fig)
 
 
-def run_timeline(result: RunResult, targets: list[float], path: Path) -> Path:
+def run_timeline(result: RunResult, targets: list[float], path: Path,
+                 inputs: Sequence[Path] = ()) -> Path:
     """Running prefills per class over the measured window, with the plan's targets."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.8))

@@ -186,8 +186,9 @@ def dump_report(report: BaseModel) -> str:
     return json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def save_report(path: Path, report: BaseModel) -> Path:
-    """Written atomically: a reader never sees half a report."""
-    from fluidgate.atomic import write_text_atomic
+def save_report(path: Path, report: BaseModel, inputs: Sequence[Path] = ()) -> Path:
+    """Written atomically (a reader never sees half a report), never over one of `inputs`."""
+    from fluidgate.atomic import write_output
 
-    return write_text_atomic(path, dump_report(report))
+    write_output(path, dump_report(report), inputs=inputs)
+    return path

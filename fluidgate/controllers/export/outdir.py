@@ -72,9 +72,10 @@ def check_directory(out: Path, force: bool = False, inputs: Sequence[Path] = ())
     _check_target(out, force, inputs)
 
 
-def write_files(out: Path, files: Mapping[str, str], force: bool = False,
+def write_files(out: Path, files: Mapping[str, str | bytes], force: bool = False,
                 inputs: Sequence[Path] = ()) -> list[Path]:
-    """Write `files` (name → text) as the directory `out`; returns the paths written."""
+    """Write `files` (name → text or bytes) as the directory `out`; returns the paths
+    written."""
     for name in files:
         if not name or "/" in name or name in (".", ".."):
             raise ValueError(f"export file name {name!r} must be a plain file name")
