@@ -24,6 +24,7 @@ from fluidgate.harness.core import EngineCore
 from fluidgate.harness.engine import EngineServer
 from fluidgate.harness.gateway import Gateway
 from fluidgate.harness.load import Arrival, LoadRun
+from fluidgate.harness.protocol import SSE_DONE, Api, chunk_payload, sse
 from fluidgate.harness.serve import start_site
 from fluidgate.harness.timing import timing_from_spec
 from fluidgate.simulator.config import spec_at
@@ -162,4 +163,73 @@ def test_bad_requests_and_metrics(spec: ControllerSpec) -> None:
             assert 'outcome="rejected"} 4.0' in text
             assert 'fluidgate_gateway_requests_total{class_name="decode_heavy",' \
                    'outcome="served"} 1.0' in text
+    run(body)
+
+
+PREFILL_TOKEN = " 4242"  # a token no emulated engine writes (they write " x")
+
+
+def _stub_engine(bodies: list[dict[str, object]]) -> web.Application:
+    """A mixed engine that answers the first step with `PREFILL_TOKEN` and a decode with
+    " x" tokens, recording each body, so a test can tell whose first token a client got."""
+    async def complete(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        bodies.append(body)
+        api = Api.CHAT if request.path.endswith("/chat/completions") else Api.COMPLETIONS
+        kv = body["kv_transfer_params"]
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        if kv.get("do_remote_decode"):
+            await resp.write(sse(chunk_payload(api, "stub", 1, "length", {
+                "kv_transfer_params": {"do_remote_prefill": True, "remote_engine_id": "stub"}},
+                text=PREFILL_TOKEN)))
+        else:
+            await resp.write(sse(chunk_payload(api, "stub", body["max_tokens"], "length")))
+        await resp.write(SSE_DONE)
+        return resp
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_post("/v1/completions", complete)
+    app.router.add_post("/v1/chat/completions", complete)
+    app.router.add_get("/health", health)
+    return app
+
+
+@pytest.mark.parametrize("api", list(Api))
+def test_a_streamed_client_gets_the_prefill_engines_first_token(spec: ControllerSpec,
+                                                                api: Api) -> None:
+    # Two steps: the stub prefills and writes PREFILL_TOKEN; the gateway must stream that
+    # token first (it used to make up " x"), then the decode's 4 tokens.
+    bodies: list[dict[str, object]] = []
+
+    async def body() -> None:
+        async with AsyncExitStack() as stack:
+            mixed, mixed_port = await start_site(_stub_engine(bodies), 0)
+            stack.push_async_callback(mixed.cleanup)
+            core = EngineCore(timing_from_spec(spec), False, 10.0)
+            solo, solo_port = await start_site(EngineServer(core, "solo").app(), 0)
+            stack.push_async_callback(solo.cleanup)
+            gw = Gateway(spec, [f"http://127.0.0.1:{mixed_port}"],
+                         [f"http://127.0.0.1:{solo_port}"], time_scale=10.0, seed=3)
+            runner, port = await start_site(gw.app(), 0)
+            stack.push_async_callback(runner.cleanup)
+            s = await stack.enter_async_context(aiohttp.ClientSession())
+            path = "/v1/chat/completions" if api is Api.CHAT else "/v1/completions"
+            request = ({"messages": [{"role": "user", "content": "a b c"}]} if api is Api.CHAT
+                       else {"prompt": "a b c"})
+            async with s.post(f"http://127.0.0.1:{port}{path}", json={
+                    **request, "max_tokens": 5, "stream": True},
+                    headers={"X-Fluidgate-Class": "decode_heavy"}) as r:
+                assert r.status == 200
+                lines = [ln.decode().strip() async for ln in r.content]
+        events = [ln[6:] for ln in lines if ln.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        chunks = [json.loads(e)["choices"][0] for e in events[:-1]]
+        texts = [c["delta"]["content"] if api is Api.CHAT else c["text"] for c in chunks]
+        assert texts[0] == PREFILL_TOKEN
+        assert "".join(texts[1:]) == " x" * 4  # the decode engine's 4 tokens
+        assert bodies[0]["max_tokens"] == 1  # the first step asked for the one token
     run(body)

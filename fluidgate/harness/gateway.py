@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -41,13 +42,24 @@ from fluidgate.harness.protocol import (
     Api,
     BadRequest,
     Request,
+    choice_text,
     chunk_payload,
     error_body,
+    error_payload,
     parse_request,
     sse,
 )
 
 PATIENCE_HEADER = "X-Fluidgate-Patience"
+
+
+@dataclass(frozen=True, slots=True)
+class _Prefilled:
+    """What the first step returned: where the KV cache lives, and the token the prefill
+    generated as its engine wrote it (a two-step stream's first token)."""
+
+    kv: dict[str, Any]
+    text: str
 
 
 class _Failed(Exception):
@@ -244,13 +256,13 @@ class Gateway:
                                       self._free_prefill)
             if engine is None:
                 return self._abandon(ticket, cls, "prefill")
-            kv = await self._prefill(engine, path, req)
-            if kv is None:
+            pre = await self._prefill(engine, path, req)
+            if pre is None:
                 live = False
                 self._left(ticket)
                 self.metrics.outcome(cls, Outcome.FAILED)
                 return _error(502, "the prefill engine failed", "engine_failed")
-            early = await self._first_token(request, req, ticket)
+            early = await self._first_token(request, req, ticket, pre.text)
             where = self.ctl.place_decode(ticket, self.backends.free_decode(Pool.SOLO),
                                           self.backends.free_decode(Pool.MIXED))
             if where.waits:
@@ -259,9 +271,8 @@ class Gateway:
                                             self._release)
                 if engine_d is None:
                     if early is not None:  # the status is sent: say it in the stream
-                        await self._relay(early[0], sse({"error": {
-                            "message": "patience ran out waiting for a decode slot",
-                            "type": "abandoned", "code": 429}}))
+                        await self._relay(early[0], sse(error_payload(
+                            "patience ran out waiting for a decode slot", "abandoned", 429)))
                         await self._relay(early[0], b"")
                         return early[0]
                     return self._abandon(ticket, cls, "a decode slot")
@@ -270,8 +281,8 @@ class Gateway:
                 assert engine_d is not None and where is not Placement.LOCAL
                 engine_d.decoding += 1
             live = False
-            return await self._decode(request, engine_d, path, req, kv, ticket, cls, arrived,
-                                      early)
+            return await self._decode(request, engine_d, path, req, pre.kv, ticket, cls,
+                                      arrived, early)
         finally:
             if live:  # the client went away while it waited: it left
                 self._prefill_wait.pop(ticket, None)
@@ -283,8 +294,8 @@ class Gateway:
         # `live` stays true: the caller's finally tells the controller and counts it
         return _error(429, f"patience ran out waiting for {what}", "abandoned")
 
-    async def _prefill(self, engine: Backend, path: str, req: Request) -> dict[str, Any] | None:
-        """The first step on `engine`; its kv_transfer_params, or None if it failed.
+    async def _prefill(self, engine: Backend, path: str, req: Request) -> _Prefilled | None:
+        """The first step on `engine`: its kv_transfer_params and token, or None if it failed.
 
         Streamed, so an engine that announces the prefill's end (`prefill_ends`) frees its
         prefill slot early and the next prefill is on its way while this one finishes. The
@@ -293,6 +304,7 @@ class Gateway:
         body = dict(req.body, max_tokens=1, stream=True,
                     kv_transfer_params={"do_remote_decode": True})
         kv: Any = None
+        text = ""
         held = True
         try:
             async with self._session.post(engine.url + path, json=body) as r:
@@ -306,30 +318,33 @@ class Gateway:
                             held = False
                             self._free_prefill(engine)
                         kv = event.get("kv_transfer_params", kv)
+                        text += choice_text(event)
         except (aiohttp.ClientError, ValueError, TimeoutError, OSError):
             kv = None
             self._mark_down(engine)
         finally:
             if held:
                 self._free_prefill(engine)
-        return kv if isinstance(kv, dict) else None
+        return _Prefilled(kv, text) if isinstance(kv, dict) else None
 
     def _free_prefill(self, engine: Backend) -> None:
         if engine.prefilling:
             engine.prefilling = False
             self._dispatch_prefills()
 
-    async def _first_token(self, request: web.Request, req: Request, ticket: int
+    async def _first_token(self, request: web.Request, req: Request, ticket: int, text: str
                            ) -> tuple[web.StreamResponse, float] | None:
-        """Stream the prefill's token at once (a streamed request of 2+ tokens), so TTFT is
-        the end of the prefill, as the simulator and the LP count it; the decode engine then
-        generates the other `max_tokens − 1`. None when nothing was sent."""
+        """Stream the prefill's token (`text`, as its engine wrote it) at once (a streamed
+        request of 2+ tokens), so TTFT is the end of the prefill, as the simulator and the
+        LP count it; the decode engine then generates the other `max_tokens − 1`. None when
+        nothing was sent."""
         if not req.stream or req.max_tokens < 2:
             return None
         resp = await self._open_stream(request)
         if resp is None:
             return None
-        await self._relay(resp, sse(chunk_payload(req.api, f"gw-{ticket}", 1, None)))
+        await self._relay(resp, sse(chunk_payload(req.api, f"gw-{ticket}", 1, None,
+                                                  text=text)))
         return resp, asyncio.get_running_loop().time()
 
     @staticmethod

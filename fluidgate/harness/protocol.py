@@ -128,11 +128,13 @@ def error_body(message: str, kind: str = "invalid_request_error", code: int = 40
 
 
 def chunk_payload(api: Api, rid: str, tokens: int, finish: str | None,
-                  extra: dict[str, Any] | None = None, ids: Sequence[int] | None = None
-                  ) -> dict[str, Any]:
+                  extra: dict[str, Any] | None = None, ids: Sequence[int] | None = None,
+                  text: str | None = None) -> dict[str, Any]:
     """One streamed chunk (or, with `stream` false, the whole answer's choice). Its text is
-    the generated token ids when real passes made them, else one "x" per token."""
-    text = " x" * tokens if ids is None else "".join(f" {i}" for i in ids)
+    `text` when given (tokens relayed from an engine), else the generated token ids when
+    real passes made them, else one "x" per token."""
+    if text is None:
+        text = " x" * tokens if ids is None else "".join(f" {i}" for i in ids)
     choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
     if api is Api.CHAT:
         choice["delta"] = {"content": text}
@@ -145,6 +147,21 @@ def chunk_payload(api: Api, rid: str, tokens: int, finish: str | None,
     if extra:
         out.update(extra)
     return out
+
+
+def choice_text(payload: Any) -> str:
+    """The text of an engine's chunk or answer (its first choice's `text`, or for chat its
+    delta's or message's `content`); "" when it has none. Never raises on odd input."""
+    choices = payload.get("choices") if isinstance(payload, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return ""
+    choice = choices[0]
+    text = choice.get("text")
+    for key in ("delta", "message"):
+        part = choice.get(key)
+        if text is None and isinstance(part, dict):
+            text = part.get("content")
+    return text if isinstance(text, str) else ""
 
 
 def sse(payload: dict[str, Any]) -> bytes:
