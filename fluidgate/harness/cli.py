@@ -362,7 +362,7 @@ def harness(
     stream_interval: Annotated[int, typer.Option(help="Tokens per streamed chunk.")] = 50,
     prefill_lookahead: Annotated[int, typer.Option(
         help="Iterations before a prefill's end that its engine announces it, so the gateway "
-        "sends the next prefill early (0: when it ends; emulated engines only).")] = 1,
+        "sends the next prefill early (0: when it ends; emulated engines only).")] = 3,
     simulate: Annotated[bool, typer.Option(help="Run the iteration simulator at the same "
                                            "N, seed and duration for the report.")] = True,
 ) -> None:
