@@ -315,6 +315,16 @@ def _write_json(sol: Solution, target: str, inputs: list[str | Path]) -> None:
 def _infeasible_message(sol: Solution) -> str:
     pol = sol.policy
     conflict = sol.conflict
+    if conflict is not None and conflict.unverified:
+        other = "highs" if sol.solver == "gurobi" else "gurobi"
+        return (
+            f"{pol.source_file}: error: the policy is infeasible (the solver's certificate "
+            "was verified), but the search for the service levels that conflict could not be "
+            f"verified: a trial solve failed ({conflict.unverified}); no conflict is named "
+            "rather than one that may be wrong.\n"
+            f"    hint: try --solver {other}, or remove service levels one at a time to find "
+            "the conflict by hand"
+        )
     if conflict is None or (not conflict.items and not conflict.base_infeasible):
         return f"{pol.source_file}: error: the policy is infeasible ({sol.message})"
     if conflict.base_infeasible:

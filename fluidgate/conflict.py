@@ -28,6 +28,8 @@ class ConflictSlo:
     `lhs − rhs = s` for `==`), in base units; `bound` and `nearest_bound` are the constant
     side before and after, when the constraint has one. Both are None when no bound on this
     line alone resolves the conflict (another conflict that does not involve it remains).
+    `unreliable` says why the nearest bound could not be computed reliably (an elastic
+    re-solve no solver configuration could verify); then no bound is given either.
     """
 
     label: str
@@ -38,9 +40,13 @@ class ConflictSlo:
     nearest_bound: float | None = None
     unit: str = ""
     unit_scale: float = 1.0
+    unreliable: str = ""
 
     def nearest_text(self) -> str:
         """`<label>: nearest feasible bound <value> <unit>`, the value rounded outward."""
+        if self.unreliable:
+            return (f"{self.label}: the nearest feasible bound could not be computed reliably "
+                    f"(a re-solve for it could not be verified: {self.unreliable})")
         if self.loosen_by is None:
             return (f"{self.label}: no bound on this line alone makes the policy feasible "
                     "(relax the other lines of this conflict)")
@@ -69,6 +75,9 @@ class Conflict:
     base_infeasible: bool = False
     impatient_classes: tuple[str, ...] = ()
     more: bool = False  # the search stopped at its limit with lines still in conflict
+    # why the search could not be verified (a trial no solver configuration could check);
+    # then no line is named, rather than a conflict that may be wrong
+    unverified: str = ""
 
     @property
     def items(self) -> tuple[tuple[str, Span | None], ...]:

@@ -137,6 +137,7 @@ def conflict_document(conflict: Conflict) -> dict[str, Any]:
                 "nearest_feasible_bound": _num(item.nearest_bound),
                 "nearest_feasible_bound_display": printed,
                 "loosen_by": _num(item.loosen_by),
+                "nearest_bound_verified": not item.unreliable,
                 "display_unit": item.unit, "display_scale": item.unit_scale,
             })
     return {
@@ -146,6 +147,8 @@ def conflict_document(conflict: Conflict) -> dict[str, Any]:
         "more_conflicts": conflict.more,
         "traffic_exceeds_capacity": conflict.base_infeasible,
         "classes_without_patience": list(conflict.impatient_classes),
+        "search_verified": not conflict.unverified,
+        "search_failure": conflict.unverified or None,
     }
 
 

@@ -129,6 +129,9 @@ class ConflictSloDoc(BaseModel):
     nearest_feasible_bound_display: str | None = Field(
         description="as printed: display unit, rounded outward so it is itself feasible")
     loosen_by: Number = Field(description="the elastic slack s, in base units")
+    nearest_bound_verified: bool = Field(
+        default=True, description="false when no solver configuration could verify the "
+        "re-solve for this bound (then the bound is null)")
     display_unit: str
     display_scale: float
 
@@ -144,6 +147,11 @@ class ConflictDoc(BaseModel):
         description="the search stopped after 10 conflicts with lines still in conflict")
     traffic_exceeds_capacity: bool
     classes_without_patience: list[str]
+    search_verified: bool = Field(
+        default=True, description="false when a trial solve of the conflict search could not "
+        "be verified; then no SLO is listed (the infeasibility itself is verified)")
+    search_failure: str | None = Field(
+        default=None, description="why the search could not be verified")
 
 
 class SolutionDocument(BaseModel):

@@ -74,7 +74,8 @@ def solve_policy(
         if result.status is TerminationStatus.INFEASIBLE:
             from fluidgate.formulations.diagnose import conflicting_slos
 
-            conflict = conflicting_slos(lp, compiled, backend, options, diagnose_progress)
+            conflict = conflicting_slos(lp, compiled, backend, scaling, options,
+                                        diagnose_progress)
             timings["diagnose"] = time.perf_counter() - t3
         return Solution(policy, backend.name, result.status, result.message, timings=timings,
                         conflict=conflict, verification=check)
@@ -107,7 +108,6 @@ class _Outcome:
     readback: PlanReadback | None = None
 
 
-LOOSE_TOLERANCE = 1e-7  # the solvers' own default, for a last attempt
 RETRY_HINT = ("or bring the policy's numbers closer to typical values (the ranges in the "
               "language reference)")
 
@@ -121,26 +121,15 @@ def _solve_verified(
     options: SolveOptions,
     timings: dict[str, float],
 ) -> _Outcome:
-    """Solve, check the answer, and if it fails retry: (for an interior-point answer taken
-    without crossover) with crossover, by simplex without presolve, then
-    also without the solver's own scaling, then also at the solvers' usual tolerance. Each
-    configuration has rescued policies the others could not (tests/test_extreme.py)."""
+    """Solve, check the answer (in the policy's units, and the plan read back from it), and
+    if it fails retry under the other configurations of `fluidgate.attempts`."""
+    from fluidgate.attempts import INFEASIBLE_CLAIMS, solve_checked
     from fluidgate.verify import verify_infeasible, verify_plan, verify_solution
 
     lp = compiled.matrix
-    simplex = dataclasses.replace(options, method="simplex", presolve=False)
-    careful = dataclasses.replace(simplex, solver_scaling=False)
-    attempts = [options, simplex, careful,
-                dataclasses.replace(careful, tolerance=LOOSE_TOLERANCE)]
-    last: _Outcome | None = None
-    for n, attempt in enumerate(attempts):  # the list can grow below, after n
-        t0 = time.perf_counter()
-        result = backend.solve(lp, attempt)
-        if not result.vertex and attempt.crossover is not True:
-            # an interior-point answer left off a vertex: if it fails, cross over first
-            attempts.insert(n + 1, dataclasses.replace(attempt, crossover=True))
+
+    def check(result: SolverResult) -> _Outcome:
         t1 = time.perf_counter()
-        timings["solve"] = timings.get("solve", 0.0) + t1 - t0
         if result.status is TerminationStatus.OPTIMAL and result.x is not None:
             check = verify_solution(lp, result.x, result.row_duals, result.objective,
                                     col_size=scaling.col, row_size=scaling.row_size)
@@ -150,28 +139,24 @@ def _solve_verified(
             readback = read_plan(policy, values, fluid.vectors)  # printed, checked next
             t1 += time.perf_counter() - t2  # the read-back is not verification's cost
             check = check.with_failures(verify_plan(policy, readback.classes))
-            result = dataclasses.replace(result, x=check.x)
-            last = _Outcome(result, check, values, readback)
-            claim = "an optimal plan"
-        elif result.status in (TerminationStatus.INFEASIBLE,
-                               TerminationStatus.INFEASIBLE_OR_UNBOUNDED):
+            outcome = _Outcome(dataclasses.replace(result, x=check.x), check, values, readback)
+        elif result.status in INFEASIBLE_CLAIMS:
             check = verify_infeasible(lp, result.farkas, col_size=scaling.col,
                                       row_size=scaling.row_size)
             if check.ok:
                 result = dataclasses.replace(result, status=TerminationStatus.INFEASIBLE)
-            last = _Outcome(result, check)
-            claim = "the policy infeasible"
+            outcome = _Outcome(result, check)
         else:
-            last = _Outcome(result)
-            if result.status is TerminationStatus.LIMIT:
-                break
-            continue
+            return _Outcome(result)
         timings["verify"] = timings.get("verify", 0.0) + time.perf_counter() - t1
-        if check.ok:
-            return last
+        return outcome
+
+    last = solve_checked(lambda attempt: backend.solve(lp, attempt), options, check, timings)
     assert last is not None
     if last.verification is None or last.verification.ok:
         return last
+    claim = ("an optimal plan" if last.result.status is TerminationStatus.OPTIMAL
+             else "the policy infeasible")
     found = "".join(f"\n    - {_readable(policy, compiled, f)}"
                     for f in last.verification.worst())
     other = "highs" if backend.name == "gurobi" else "gurobi"

@@ -19,12 +19,14 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
+from fluidgate.attempts import TrialUnverified, verified_trial
 from fluidgate.conflict import Conflict, ConflictSlo
 from fluidgate.formulations.fluid_lp import FluidLP
 from fluidgate.formulations.matrix import CompiledLP
 from fluidgate.formulations.relax import ElasticRow, loosening
 from fluidgate.model import Const, Expr, Neg, SloConstraint
-from fluidgate.solvers.base import SolveOptions, Solver, TerminationStatus
+from fluidgate.solvers.base import SolveOptions, Solver
+from fluidgate.solvers.scaling import Scaling
 
 Progress = Callable[[int, int], None]
 # Each conflict costs one LP per remaining hard row; past this many, the report says that more
@@ -33,11 +35,14 @@ MAX_CONFLICTS = 10
 
 
 class _Trials:
-    """Feasibility of the base LP plus soft SLOs plus a chosen set of hard SLO rows."""
+    """Feasibility of the base LP plus soft SLOs plus a chosen set of hard SLO rows, each
+    verdict verified (`fluidgate.attempts`): a trial that cannot be verified raises
+    `TrialUnverified` rather than counting as infeasible."""
 
-    def __init__(self, lp: FluidLP, compiled: CompiledLP, backend: Solver,
+    def __init__(self, lp: FluidLP, compiled: CompiledLP, backend: Solver, scaling: Scaling,
                  options: SolveOptions, progress: Progress | None) -> None:
         self.compiled, self.backend, self.options = compiled, backend, options
+        self.scaling = scaling
         self.slo_rows: dict[int, list[int]] = {}
         for r, ref in enumerate(compiled.rows):
             if ref.component == "slo" and isinstance(ref.index, int):
@@ -60,9 +65,10 @@ class _Trials:
         off = self.off(active)
         relaxed = dataclasses.replace(lp, row_lower=np.where(off, -np.inf, lp.row_lower),
                                       row_upper=np.where(off, np.inf, lp.row_upper))
-        ok = self.backend.solve(relaxed, self.options).status is TerminationStatus.OPTIMAL
+        trial = verified_trial(lambda o: self.backend.solve(relaxed, o), relaxed, self.scaling,
+                               self.options, optimum=False)
         self.tick()
-        return ok
+        return trial.feasible
 
     def finish(self) -> None:
         """Fill the bar: `total` was an estimate (a bound may take one LP or several)."""
@@ -111,16 +117,28 @@ def conflicting_slos(
     lp: FluidLP,
     compiled: CompiledLP,
     backend: Solver,
+    scaling: Scaling,
     options: SolveOptions,
     progress: Progress | None = None,
 ) -> Conflict:
     """Conflicts covering the infeasibility of a policy the solver found infeasible, or say
     the base model (traffic without patience) is at fault.
 
-    `progress(done, total)` is called after each trial solve; `total` grows as conflicts and
-    bounds are found.
+    Every trial is verified with `scaling`'s sizes, as the main solve is; if one cannot be,
+    the returned conflict names no lines and says why (`Conflict.unverified`) instead of
+    risking a wrong report. `progress(done, total)` is called after each trial solve;
+    `total` grows as conflicts and bounds are found.
     """
-    trials = _Trials(lp, compiled, backend, options, progress)
+    trials = _Trials(lp, compiled, backend, scaling, options, progress)
+    try:
+        return _search(lp, compiled, trials)
+    except TrialUnverified as exc:
+        trials.finish()
+        return Conflict(unverified=str(exc))
+
+
+def _search(lp: FluidLP, compiled: CompiledLP, trials: _Trials) -> Conflict:
+    """The conflicts and their nearest bounds (`conflicting_slos`)."""
     if not trials.feasible([]):
         no_patience = [c.name for c in lp.policy.classes if c.patience is None]
         return Conflict(base_infeasible=True, impatient_classes=tuple(no_patience))
@@ -149,9 +167,15 @@ def conflicting_slos(
         items = []
         for k in group:
             row, slo = lp.rows[k], lp.rows[k].slo
-            elastic = ElasticRow(compiled, trials.off(j for j in held if j != k), backend,
-                                 options, trials.tick)
-            s = loosening(row, compiled, elastic)
+            elastic = ElasticRow(compiled, trials.off(j for j in held if j != k),
+                                 trials.backend, trials.scaling, trials.options, trials.tick)
+            try:
+                s = loosening(row, compiled, elastic)
+            except TrialUnverified as exc:
+                items.append(ConflictSlo(slo.label, slo.span, slo.op, _moved_bound(slo, 0.0)[0],
+                                         unit=slo.unit, unit_scale=slo.unit_scale,
+                                         unreliable=str(exc)))
+                continue
             bound, nearest = _moved_bound(slo, 0.0 if s is None else s)
             if s is None:
                 nearest = None

@@ -22,10 +22,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fluidgate.attempts import verified_trial
 from fluidgate.formulations.columns import Column
 from fluidgate.formulations.matrix import CompiledLP
 from fluidgate.formulations.slo_compile import LinearRow
 from fluidgate.solvers.base import FloatArray, SolveOptions, Solver, TerminationStatus
+from fluidgate.solvers.scaling import Scaling
 
 MAX_DINKELBACH_STEPS = 60
 _REL = 1e-10  # relative size of N − s·D below which the ratio counts as minimal
@@ -55,26 +57,32 @@ def _affine(compiled: CompiledLP, terms: dict[Column, float], const: float) -> _
 
 
 class ElasticRow:
-    """Minimises forms over the plans that rows left on by `off` allow (one LP each)."""
+    """Minimises forms over the plans that rows left on by `off` allow (one LP each).
+
+    Each optimum is verified (optimality included: the bound printed is that optimum) and
+    each "no plan" verdict certified; an answer that cannot be raises `TrialUnverified`."""
 
     def __init__(self, compiled: CompiledLP, off: np.ndarray, backend: Solver,
-                 options: SolveOptions, tick: Callable[[], None]) -> None:
+                 scaling: Scaling, options: SolveOptions, tick: Callable[[], None]) -> None:
         lp = compiled.matrix
         self._lp = dataclasses.replace(
             lp, offset=0.0,
             row_lower=np.where(off, -np.inf, lp.row_lower),
             row_upper=np.where(off, np.inf, lp.row_upper))
         self._backend = backend
+        self._scaling = scaling
         self._options = options
         self._tick = tick
 
     def argmin(self, f: _Affine) -> FloatArray | None:
         """A plan minimising `f`, or None when the other rows allow no plan at all."""
-        result = self._backend.solve(dataclasses.replace(self._lp, c=-f.coef), self._options)
+        lp = dataclasses.replace(self._lp, c=-f.coef)
+        trial = verified_trial(lambda o: self._backend.solve(lp, o), lp, self._scaling,
+                               self._options, optimum=True)
         self._tick()
-        if result.status is not TerminationStatus.OPTIMAL or result.x is None:
+        if trial.result.status is not TerminationStatus.OPTIMAL or trial.result.x is None:
             return None
-        return result.x
+        return trial.result.x
 
     def min_ratio(self, n: _Affine, d: _Affine) -> float | None:
         """`min N/D` over the plans with `D > 0` (None if there are none)."""
