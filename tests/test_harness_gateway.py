@@ -177,14 +177,19 @@ def _stub_engine(bodies: list[dict[str, object]]) -> web.Application:
         bodies.append(body)
         api = Api.CHAT if request.path.endswith("/chat/completions") else Api.COMPLETIONS
         kv = body["kv_transfer_params"]
+        if kv.get("do_remote_decode"):
+            answer = chunk_payload(api, "stub", 1, "length", {
+                "kv_transfer_params": {"do_remote_prefill": True, "remote_engine_id": "stub"}},
+                text=PREFILL_TOKEN)
+        else:
+            answer = chunk_payload(api, "stub", body["max_tokens"], "length")
+        if not body["stream"]:  # vLLM's first step: one JSON answer
+            if api is Api.CHAT:
+                answer["choices"][0]["message"] = answer["choices"][0].pop("delta")
+            return web.json_response(answer)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        if kv.get("do_remote_decode"):
-            await resp.write(sse(chunk_payload(api, "stub", 1, "length", {
-                "kv_transfer_params": {"do_remote_prefill": True, "remote_engine_id": "stub"}},
-                text=PREFILL_TOKEN)))
-        else:
-            await resp.write(sse(chunk_payload(api, "stub", body["max_tokens"], "length")))
+        await resp.write(sse(answer))
         await resp.write(SSE_DONE)
         return resp
 
@@ -232,4 +237,5 @@ def test_a_streamed_client_gets_the_prefill_engines_first_token(spec: Controller
         assert texts[0] == PREFILL_TOKEN
         assert "".join(texts[1:]) == " x" * 4  # the decode engine's 4 tokens
         assert bodies[0]["max_tokens"] == 1  # the first step asked for the one token
+        assert bodies[0]["stream"] is False  # as vLLM's proxy sends it
     run(body)

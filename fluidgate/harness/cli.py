@@ -203,6 +203,10 @@ def gateway(
     time_scale: Annotated[float, typer.Option(help="Model seconds per wall second (patience "
                                               "and latencies are model seconds).")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the router's and patience draws.")] = 0,
+    streamed_prefill: Annotated[bool, typer.Option(
+        help="Stream each prefill step and free its engine's prefill slot when the engine "
+        "announces the prefill's end (an extension of fluidgate's emulated engines with "
+        "--prefill-lookahead; real engines get vLLM's non-streamed prefill).")] = False,
 ) -> None:
     """Run the gateway: per-class queues, the spec's gate and router, /metrics.
 
@@ -222,7 +226,8 @@ def gateway(
     from fluidgate.harness.serve import PortError, serve_forever
 
     try:
-        serve_forever(Gateway(spec, mixed_urls, solo_urls, time_scale, seed).app(), port)
+        serve_forever(Gateway(spec, mixed_urls, solo_urls, time_scale, seed,
+                              streamed_prefill=streamed_prefill).app(), port)
     except PortError as exc:
         fail(f"error: {exc}")
 

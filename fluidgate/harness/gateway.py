@@ -38,6 +38,7 @@ from fluidgate.controllers.runtime import Controller, Placement, Pool
 from fluidgate.controllers.spec import ControllerSpec
 from fluidgate.harness.backends import Backend, Backends
 from fluidgate.harness.gateway_metrics import GatewayMetrics, Outcome
+from fluidgate.harness.handoff import vllm_prefill_body
 from fluidgate.harness.protocol import (
     Api,
     BadRequest,
@@ -73,8 +74,10 @@ def _error(status: int, message: str, kind: str) -> web.Response:
 
 class Gateway:
     def __init__(self, spec: ControllerSpec, mixed: list[str], solo: list[str],
-                 time_scale: float = 1.0, seed: int = 0, health_interval: float = 0.5) -> None:
+                 time_scale: float = 1.0, seed: int = 0, health_interval: float = 0.5,
+                 streamed_prefill: bool = False) -> None:
         self.spec = spec
+        self.streamed_prefill = streamed_prefill  # the emulator's prefill_ends extension
         self.scale = time_scale
         self.health_interval = health_interval
         self._rng = np.random.default_rng(seed)
@@ -295,37 +298,51 @@ class Gateway:
         return _error(429, f"patience ran out waiting for {what}", "abandoned")
 
     async def _prefill(self, engine: Backend, path: str, req: Request) -> _Prefilled | None:
-        """The first step on `engine`: its kv_transfer_params and token, or None if it failed.
+        """The first step on `engine` (`handoff.py`): its kv_transfer_params and token, or
+        None if it failed.
 
-        Streamed, so an engine that announces the prefill's end (`prefill_ends`) frees its
-        prefill slot early and the next prefill is on its way while this one finishes. The
-        slot is freed once: after an early free it belongs to the next prefill."""
+        Not streamed, as vLLM's proxy sends it, unless `streamed_prefill` (an emulator
+        extension): then an engine that announces the prefill's end (`prefill_ends`) frees
+        its prefill slot early and the next prefill is on its way while this one finishes.
+        The slot is freed once: after an early free it belongs to the next prefill."""
         assert self._session is not None
-        body = dict(req.body, max_tokens=1, stream=True,
-                    kv_transfer_params={"do_remote_decode": True})
+        body = vllm_prefill_body(req.body, stream=self.streamed_prefill)
         kv: Any = None
         text = ""
-        held = True
+        held = [True]
         try:
             async with self._session.post(engine.url + path, json=body) as r:
-                if r.status == 200:
-                    async for raw in r.content:
-                        line = raw.strip()
-                        if not line.startswith(b"data: {"):
-                            continue
-                        event = json.loads(line[6:])
-                        if held and "prefill_ends" in event.get("fluidgate", {}):
-                            held = False
-                            self._free_prefill(engine)
-                        kv = event.get("kv_transfer_params", kv)
-                        text += choice_text(event)
+                if r.status == 200 and not self.streamed_prefill:
+                    answer = json.loads(await r.read())
+                    if isinstance(answer, dict):
+                        kv, text = answer.get("kv_transfer_params"), choice_text(answer)
+                elif r.status == 200:
+                    kv, text = await self._read_prefill_stream(engine, r, held)
         except (aiohttp.ClientError, ValueError, TimeoutError, OSError):
             kv = None
             self._mark_down(engine)
         finally:
-            if held:
+            if held[0]:
                 self._free_prefill(engine)
         return _Prefilled(kv, text) if isinstance(kv, dict) else None
+
+    async def _read_prefill_stream(self, engine: Backend, r: aiohttp.ClientResponse,
+                                   held: list[bool]) -> tuple[Any, str]:
+        """A streamed first step's kv_transfer_params and text; frees the prefill slot at
+        the announced end (and clears `held[0]`)."""
+        kv: Any = None
+        text = ""
+        async for raw in r.content:
+            line = raw.strip()
+            if not line.startswith(b"data: {"):
+                continue
+            event = json.loads(line[6:])
+            if held[0] and "prefill_ends" in event.get("fluidgate", {}):
+                held[0] = False
+                self._free_prefill(engine)
+            kv = event.get("kv_transfer_params", kv)
+            text += choice_text(event)
+        return kv, text
 
     def _free_prefill(self, engine: Backend) -> None:
         if engine.prefilling:

@@ -157,6 +157,8 @@ async def run_harness(spec: ControllerSpec, opts: HarnessOptions,
                 for i, role in enumerate(roles)))
         gw_args = ["gateway", str(opts.spec_file), "--port", "0", "--time-scale",
                    repr(opts.time_scale), "--seed", str(opts.seed)]
+        if not opts.engines and opts.lookahead > 0:  # emulated engines announce prefill ends
+            gw_args.append("--streamed-prefill")
         for role, url in zip(roles, urls, strict=True):
             gw_args += [f"--{role}", url]
         gateway = await children.start(gw_args, opts.logs / "gateway.log")

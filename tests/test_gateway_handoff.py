@@ -1,0 +1,132 @@
+"""The gateway's handoff from prefill to decode, in each protocol, against emulated engines.
+
+Each engine records the bodies it receives (an aiohttp middleware the test adds), so the
+tests check the requests on the wire against the protocol as the engines' own proxies send
+them (vLLM's toy_proxy_server.py, SGLang's mini_lb.py; `handoff.py`), written out here by
+hand, and the end-to-end accounting. Services run on 127.0.0.1, loads are a few requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from fluidgate.controllers.spec import ControllerSpec, load_spec
+from fluidgate.harness.core import EngineCore
+from fluidgate.harness.engine import EngineServer
+from fluidgate.harness.gateway import Gateway
+from fluidgate.harness.handoff import vllm_prefill_body
+from fluidgate.harness.load import Arrival, LoadRun
+from fluidgate.harness.serve import start_site
+from fluidgate.harness.timing import timing_from_spec
+from fluidgate.simulator.config import spec_at
+
+LIMIT_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory: pytest.TempPathFactory) -> ControllerSpec:
+    from typer.testing import CliRunner
+
+    from fluidgate.cli import app
+
+    out = tmp_path_factory.mktemp("spec") / "spec.json"
+    res = CliRunner().invoke(app, ["solve", "examples/two_class.sli", "--controller", str(out)])
+    assert res.exit_code == 0, res.output
+    return spec_at(load_spec(out), 2)
+
+
+@dataclass
+class Seen:
+    """What one engine received: each request body, and its role."""
+
+    mixed: bool
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _recorder(seen: Seen) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def record(request: web.Request, handler: Callable[[web.Request],
+                     Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if request.method == "POST":
+            body = json.loads(await request.read())
+            seen.bodies.append(body)
+            return await handler(request)
+        return await handler(request)
+    return record
+
+
+@asynccontextmanager
+async def cluster(spec: ControllerSpec, scale: float, *, lookahead: int = 0,
+                  streamed_prefill: bool = False) -> AsyncIterator[tuple[str, list[Seen], Gateway]]:
+    timing = timing_from_spec(spec)
+    async with AsyncExitStack() as stack:
+        urls: dict[bool, list[str]] = {True: [], False: []}
+        seen = []
+        for is_mixed in (True, False):
+            core = EngineCore(timing, is_mixed, scale, stream_interval=50, lookahead=lookahead)
+            app = EngineServer(core, str(len(seen))).app()
+            seen.append(Seen(is_mixed))
+            app.middlewares.append(_recorder(seen[-1]))
+            runner, port = await start_site(app, 0)
+            stack.push_async_callback(runner.cleanup)
+            urls[is_mixed].append(f"http://127.0.0.1:{port}")
+        gw = Gateway(spec, urls[True], urls[False], time_scale=scale, seed=3,
+                     health_interval=0.1, streamed_prefill=streamed_prefill)
+        runner, port = await start_site(gw.app(), 0)
+        stack.push_async_callback(runner.cleanup)
+        yield f"http://127.0.0.1:{port}", seen, gw
+
+
+def run(body: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(body(), LIMIT_S))
+
+
+VLLM_PREFILL_KV = {"do_remote_decode": True, "do_remote_prefill": False,
+                   "remote_engine_id": None, "remote_block_ids": None, "remote_host": None,
+                   "remote_port": None}
+
+
+def test_vllm_prefill_body_is_the_proxys() -> None:
+    body = {"model": "m", "prompt": [1, 2, 3], "max_tokens": 40, "max_completion_tokens": 40,
+            "stream": True, "stream_options": {"include_usage": True}, "min_tokens": 5,
+            "min_completion_tokens": 5, "ignore_eos": True}
+    assert vllm_prefill_body(body) == {
+        "model": "m", "prompt": [1, 2, 3], "max_tokens": 1, "max_completion_tokens": 1,
+        "stream": False, "ignore_eos": True, "kv_transfer_params": VLLM_PREFILL_KV}
+    assert body["max_tokens"] == 40 and "stream_options" in body  # the client's is kept
+
+
+@pytest.mark.parametrize("streamed_prefill", [False, True])
+def test_vllm_handoff_end_to_end(spec: ControllerSpec, streamed_prefill: bool) -> None:
+    # Requests far apart on an idle cluster, all placed on the solo engine or the mixed one.
+    arrivals = [Arrival(0.5 * i, i % 2, 300, 20, 1000.0) for i in range(8)]
+
+    async def body() -> None:
+        async with cluster(spec, 20.0, lookahead=1 if streamed_prefill else 0,
+                           streamed_prefill=streamed_prefill) as (url, seen, gw):
+            records = await LoadRun(spec, url, arrivals, time_scale=20.0).run()
+            assert Counter(r.outcome for r in records) == {"served": 8}
+            assert all(r.tokens == 20 for r in records)
+            prefills = [b for b in seen[0].bodies if "do_remote_decode" in
+                        b.get("kv_transfer_params", {})]
+            assert len(prefills) == 8
+            for p in prefills:
+                assert p["kv_transfer_params"] == VLLM_PREFILL_KV
+                assert p["max_tokens"] == 1 and p["stream"] is streamed_prefill
+            decodes = [b for s in seen for b in s.bodies
+                       if b.get("kv_transfer_params", {}).get("do_remote_prefill")]
+            assert len(decodes) == 8
+            # each decode carries what its prefill's engine returned, and the other 19 tokens
+            assert all(d["kv_transfer_params"]["remote_engine_id"] == "0" and
+                       d["max_tokens"] == 19 and d["stream"] is True for d in decodes)
+            assert sum(c.served for c in gw.ctl.stats().classes) == 8
+    run(body)
