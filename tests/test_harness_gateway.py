@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from fluidgate.controllers.spec import ControllerSpec, load_spec
-from fluidgate.harness.core import EngineCore
+from fluidgate.harness.core import EngineCore, Stream
 from fluidgate.harness.engine import EngineServer
 from fluidgate.harness.gateway import Gateway
 from fluidgate.harness.load import Arrival, LoadRun
@@ -238,4 +238,48 @@ def test_a_streamed_client_gets_the_prefill_engines_first_token(spec: Controller
         assert "".join(texts[1:]) == " x" * 4  # the decode engine's 4 tokens
         assert bodies[0]["max_tokens"] == 1  # the first step asked for the one token
         assert bodies[0]["stream"] is False  # as vLLM's proxy sends it
+    run(body)
+
+
+class _BrokenCore(EngineCore):
+    """An engine whose iterations raise (a CUDA error, say): it fails with its first request
+    and answers every later one, and its health check, at once with an error."""
+
+    async def _iterate(self, head: Stream | None, k: int, end: float) -> float:
+        raise RuntimeError("CUDA error: unspecified launch failure (test)")
+
+
+def test_an_engine_that_fails_a_request_is_routed_around(spec: ControllerSpec) -> None:
+    # Two mixed engines, one broken, and a solo one; the health check runs only at start
+    # (interval 1000 s), so only the gateway's own view of the failed request can take the
+    # broken engine out. Ten requests one after another: the first that reaches it fails
+    # (502), and every later one is served elsewhere. Before, the broken engine's prefill
+    # slot stayed free and drew about half of the requests to an instant failure.
+    timing = timing_from_spec(spec)
+
+    async def body() -> None:
+        async with AsyncExitStack() as stack:
+            urls = []
+            for core in (_BrokenCore(timing, True, 10.0), EngineCore(timing, True, 10.0),
+                         EngineCore(timing, False, 10.0)):
+                runner, port = await start_site(EngineServer(core, str(len(urls))).app(), 0)
+                stack.push_async_callback(runner.cleanup)
+                urls.append(f"http://127.0.0.1:{port}")
+            gw = Gateway(spec, urls[:2], urls[2:], time_scale=10.0, seed=3,
+                         health_interval=1000.0)
+            runner, port = await start_site(gw.app(), 0)
+            stack.push_async_callback(runner.cleanup)
+            s = await stack.enter_async_context(aiohttp.ClientSession())
+            statuses = []
+            for _ in range(10):
+                async with s.post(f"http://127.0.0.1:{port}/v1/completions",
+                                  json={"prompt": "a b c", "max_tokens": 3},
+                                  headers={"X-Fluidgate-Class": "decode_heavy"}) as r:
+                    statuses.append(r.status)
+                    out = await r.json(content_type=None)
+                    if r.status == 502:
+                        assert out["error"]["type"] == "engine_failed"
+            assert Counter(statuses) == {200: 9, 502: 1}
+            assert [b.up for b in gw.backends.all] == [False, True, True]
+            assert gw.metrics.engines_down._value.get() == 1
     run(body)

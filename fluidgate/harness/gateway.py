@@ -17,7 +17,9 @@ A failed request is told to the controller as having left, so its counts stay tr
 client that disconnects cancels its handler (`serve.start_site`); whatever stage it is in,
 `finally` blocks give back its queue entry, prefill slot or decode slot and count it once,
 as abandoned. A health check every `health_interval` wall seconds marks engines down and
-up again.
+up again; an engine that fails under a request (no answer, a 5xx, an error event or a cut
+stream) is marked down at once, so a failed engine that answers every request with an
+instant 500 does not draw requests to itself until the next check.
 Every time it reports is in model seconds (wall seconds × `time_scale`).
 """
 
@@ -137,8 +139,10 @@ class Gateway:
             b.up, b.prefilling, b.decoding = True, False, 0
 
     def _mark_down(self, b: Backend) -> None:
-        b.up = False
-        self.metrics.engines_down.inc()
+        """Leave `b` out until a health check finds it back (counted once per time down)."""
+        if b.up:
+            b.up = False
+            self.metrics.engines_down.inc()
 
     async def _alive(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "engines_up": sum(
@@ -310,8 +314,10 @@ class Gateway:
         kv: Any = None
         text = ""
         held = [True]
+        refused = False  # a 4xx: the engine is up but will not take this body
         try:
             async with self._session.post(engine.url + path, json=body) as r:
+                refused = 400 <= r.status < 500
                 if r.status == 200 and not self.streamed_prefill:
                     answer = json.loads(await r.read())
                     if isinstance(answer, dict):
@@ -321,6 +327,9 @@ class Gateway:
         except (aiohttp.ClientError, ValueError, TimeoutError, OSError):
             kv = None
             self._mark_down(engine)
+        else:  # an error status or event, or no KV parameters: it failed under the request
+            if not isinstance(kv, dict) and not refused:
+                self._mark_down(engine)  # before its slot frees, or the next prefill goes there
         finally:
             if held[0]:
                 self._free_prefill(engine)
@@ -393,6 +402,8 @@ class Gateway:
         try:
             async with self._session.post(engine.url + path, json=body) as r:
                 if r.status != 200:
+                    if r.status >= 500:
+                        self._mark_down(engine)
                     raise _Failed
                 if not req.stream:
                     data = await r.read()
@@ -413,6 +424,7 @@ class Gateway:
                             break
                     else:
                         if not tail.endswith(b"data: [DONE]\n\n"):
+                            self._mark_down(engine)  # it failed under the request
                             raise _Failed
                         outcome = Outcome.SERVED
                         await self._relay(resp, b"")
