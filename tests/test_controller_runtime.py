@@ -58,6 +58,31 @@ def test_deficit_gate_holds_a_throttled_class_while_a_decode_waits() -> None:
     assert c.next_prefill() == (later[1], 0)
 
 
+def test_an_announced_prefill_end_frees_its_slot_for_the_gate() -> None:
+    # A class-0 and a class-1 prefill hold the two slots; one of each class waits. The
+    # class-0 engine announces its end, and the gate is asked for that slot: it must see
+    # what it would see at the end itself, class 0 at ξ = (0−1)/1 = −1 against class 1 at
+    # (1−3)/3 = −2/3, so class 0. Counting the ending prefill would give class 0 ξ = 0 and
+    # hand the slot to class 1.
+    c = Controller.from_spec(TWO)
+    a, b = c.on_arrival(0), c.on_arrival(1)
+    assert admit_all(c) == [(a, 0), (b, 1)]
+    w0, w1 = c.on_arrival(0), c.on_arrival(1)
+    c.prefill_ending(a)
+    assert [s.prefilling for s in c.stats().classes] == [0, 1]
+    assert c.next_prefill() == (w0, 0)
+    # its decode is placed when it ends, without counting it out of the prefills again
+    assert c.place_decode(a, free_solo=1, free_mixed=0) is Placement.SOLO
+    assert [s.prefilling for s in c.stats().classes] == [1, 1]
+    # an ending prefill whose engine fails leaves without touching the prefill counts
+    c.prefill_ending(b)
+    assert c.on_abandon(b) is Stage.ENDING
+    assert [s.prefilling for s in c.stats().classes] == [1, 0]
+    assert c.next_prefill() == (w1, 1)
+    with pytest.raises(ControllerError, match="expected PREFILLING"):
+        c.prefill_ending(b)
+
+
 def test_priority_gate_follows_the_rank_not_the_arrival_order() -> None:
     spec = make_spec([Cls(1.0, priority=2), Cls(1.0, priority=1)],
                      gate=GateRule.STATIC_PRIORITY)

@@ -65,14 +65,14 @@ def _recorder(seen: Seen) -> Callable[..., Awaitable[web.StreamResponse]]:
 
 
 @asynccontextmanager
-async def cluster(spec: ControllerSpec, scale: float, *, lookahead: int = 0,
+async def cluster(spec: ControllerSpec, scale: float, *, lead: float = 0.0,
                   streamed_prefill: bool = False) -> AsyncIterator[tuple[str, list[Seen], Gateway]]:
     timing = timing_from_spec(spec)
     async with AsyncExitStack() as stack:
         urls: dict[bool, list[str]] = {True: [], False: []}
         seen = []
         for is_mixed in (True, False):
-            core = EngineCore(timing, is_mixed, scale, stream_interval=50, lookahead=lookahead)
+            core = EngineCore(timing, is_mixed, scale, stream_interval=50, lead=lead)
             app = EngineServer(core, str(len(seen))).app()
             seen.append(Seen(is_mixed))
             app.middlewares.append(_recorder(seen[-1]))
@@ -111,7 +111,7 @@ def test_vllm_handoff_end_to_end(spec: ControllerSpec, streamed_prefill: bool) -
     arrivals = [Arrival(0.5 * i, i % 2, 300, 20, 1000.0) for i in range(8)]
 
     async def body() -> None:
-        async with cluster(spec, 20.0, lookahead=1 if streamed_prefill else 0,
+        async with cluster(spec, 20.0, lead=0.001 if streamed_prefill else 0.0,
                            streamed_prefill=streamed_prefill) as (url, seen, gw):
             records = await LoadRun(spec, url, arrivals, time_scale=20.0).run()
             assert Counter(r.outcome for r in records) == {"served": 8}

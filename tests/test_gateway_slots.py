@@ -159,12 +159,12 @@ def test_a_slot_handed_over_as_its_waiter_is_cancelled_is_given_back() -> None:
 
 
 def test_an_early_prefill_free_is_not_repeated(spec: ControllerSpec) -> None:
-    # With lookahead 1 the engine announces a prefill's last iteration and the gateway
-    # frees the slot then, sending the next prefill. When the first prefill's stream ends,
-    # the slot is the next one's: freeing it again would send a third prefill while the
-    # second runs, and the engine's queue would grow past the plan's one prefill slot.
+    # With a lead under one iteration the engine announces a prefill's last iteration and
+    # the gateway frees the slot then, sending the next prefill. When the first prefill's
+    # stream ends, the slot is the next one's: freeing it again would send a third prefill
+    # while the second runs, and the engine's queue would grow past the plan's one slot.
     async def body() -> None:
-        async with cluster(spec, scale=1.0, mixed=1, solo=1, lookahead=1) as (
+        async with cluster(spec, scale=1.0, mixed=1, solo=1, lead=0.001) as (
                 url, engines, gw), aiohttp.ClientSession() as s:
             core = engines[0].app[CORE_KEY]
             most = 0

@@ -47,9 +47,9 @@ LAG_S = 0.25  # at a time scale of 4 or more, a model second behind: dozens of i
 
 
 @asynccontextmanager
-async def engine(mixed: bool, scale: float = 1.0, interval: int = 1, lookahead: int = 0,
+async def engine(mixed: bool, scale: float = 1.0, interval: int = 1, lead: float = 0.0,
                  lag: bool = False) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
-    core = (LaggingCore if lag else EngineCore)(TIMING, mixed, scale, interval, lookahead)
+    core = (LaggingCore if lag else EngineCore)(TIMING, mixed, scale, interval, lead)
     runner, port = await start_site(EngineServer(core, "t").app(), 0)
     try:
         async with aiohttp.ClientSession() as session:
@@ -171,13 +171,13 @@ def test_malformed_bodies_get_400_json_and_the_engine_stays_up(raw: bytes) -> No
 
 
 @pytest.mark.parametrize("lag", [False, True])
-@pytest.mark.parametrize("lookahead", [0, 1])
-def test_prefill_end_is_announced_only_with_lookahead(lookahead: int, lag: bool) -> None:
-    # 600 tokens: chunks of 256, 256, 88. With lookahead 1 the engine announces the end when
-    # the last chunk starts, also when it lags and runs the last two chunks in one
-    # catch-up stretch.
+@pytest.mark.parametrize("lead", [0.0, 0.001])
+def test_prefill_end_is_announced_only_with_a_lead(lead: float, lag: bool) -> None:
+    # 600 tokens: chunks of 256, 256, 88. A lead shorter than an iteration announces the
+    # end once, when the last chunk starts, also when the engine lags and runs the last two
+    # chunks in one catch-up stretch; no lead, never.
     async def body() -> None:
-        async with engine(mixed=True, scale=5.0, lookahead=lookahead, lag=lag) as (url, s):
+        async with engine(mixed=True, scale=5.0, lead=lead, lag=lag) as (url, s):
             payload = {"prompt_tokens": 600, "max_tokens": 1, "stream": True,
                        "kv_transfer_params": {"do_remote_decode": True}}
             async with s.post(url + "/v1/completions", json=payload) as r:
@@ -187,7 +187,32 @@ def test_prefill_end_is_announced_only_with_lookahead(lookahead: int, lag: bool)
             announced = [e["fluidgate"]["prefill_ends"] for e in events
                          if "prefill_ends" in e["fluidgate"]]
             assert events[-1]["kv_transfer_params"]["prompt_tokens"] == 600
-            assert len(announced) == lookahead
+            assert len(announced) == (lead > 0)
+    run(body)
+
+
+def test_the_lead_counts_the_prefills_queued_ahead() -> None:
+    # Three 300-token prefills submitted at once (256 + 44 tokens: 33.272 + 22 ms each).
+    # With a lead of 0.1 model s, the first iteration (ending at 33.272 ms) already has the
+    # first two ends in sight, at 55.272 and 110.544 ms, but not the third (165.816 ms, 132.5
+    # ms past the iteration's end): the engine announces a queued prefill, not only the head,
+    # so short prompts do not leave the gateway one iteration for its round trip.
+    async def body() -> None:
+        core = EngineCore(TIMING, True, 20.0, 1, lead=0.1)
+        streams = [Stream(300, 0, prefill_only=True) for _ in range(3)]
+        task = asyncio.create_task(core.run())
+        try:
+            for st in streams:
+                core.submit(st)
+            await streams[0].ready.wait()  # the first announcement, at the first iteration
+            one = TAU_MIX_256 + TAU_SOLO
+            assert [st.handoff for st in streams] == pytest.approx([one, 2 * one, -1.0])
+            while not streams[2].done:
+                await asyncio.sleep(0.01)
+            assert [st.finish_time for st in streams] == pytest.approx([one, 2 * one, 3 * one])
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
     run(body)
 
 

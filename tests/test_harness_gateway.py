@@ -47,20 +47,19 @@ def spec(tmp_path_factory: pytest.TempPathFactory) -> ControllerSpec:
 
 @asynccontextmanager
 async def cluster(spec: ControllerSpec, scale: float, mixed: int = 1, solo: int = 1,
-                  lookahead: int = 0
-                  ) -> AsyncIterator[tuple[str, list[web.AppRunner], Gateway]]:
+                  lead: float = 0.0) -> AsyncIterator[tuple[str, list[web.AppRunner], Gateway]]:
     timing = timing_from_spec(spec)
     async with AsyncExitStack() as stack:
         urls: dict[bool, list[str]] = {True: [], False: []}
         engines = []
         for is_mixed in [True] * mixed + [False] * solo:
-            core = EngineCore(timing, is_mixed, scale, stream_interval=50, lookahead=lookahead)
+            core = EngineCore(timing, is_mixed, scale, stream_interval=50, lead=lead)
             runner, port = await start_site(EngineServer(core, str(len(engines))).app(), 0)
             stack.push_async_callback(runner.cleanup)
             engines.append(runner)
             urls[is_mixed].append(f"http://127.0.0.1:{port}")
         gw = Gateway(spec, urls[True], urls[False], time_scale=scale, seed=3,
-                     health_interval=0.1)
+                     health_interval=0.1, streamed_prefill=lead > 0)
         runner, port = await start_site(gw.app(), 0)
         stack.push_async_callback(runner.cleanup)
         yield f"http://127.0.0.1:{port}", engines, gw
@@ -113,6 +112,27 @@ def test_patience_expiry_is_abandoned_with_429(spec: ControllerSpec) -> None:
             assert all(r.status == 429 for r in records if r.outcome == "abandoned")
             stats = gw.ctl.stats()
             assert sum(c.abandoned for c in stats.classes) == got["abandoned"]
+    run(body)
+
+
+def test_an_announced_prefill_frees_its_slot_once(spec: ControllerSpec) -> None:
+    # Eight 3000-token prompts at once (0.395 s of prefill each on the one mixed engine),
+    # each with 1 s of patience, and an engine that announces each prefill's end. Run back
+    # to back, prefills start at 0, 0.395 and 0.79 s; the fourth could not start before
+    # 1.185 s, after every patience ran out. So at most three are served, each with its
+    # first token by 1 + 0.395 s. Freeing the slot at the announcement and again at the
+    # end sent the engine a prefill per free: five were served, the last at about 2 s.
+    prefill = 11 * (0.0174 + 0.000062 * 256) + (0.0174 + 0.000062 * 184)
+    arrivals = [Arrival(0.0, 1, 3000, 5, 1.0) for _ in range(8)]
+
+    async def body() -> None:
+        async with cluster(spec, scale=2.0, lead=0.05) as (url, _, _gw):
+            records = await LoadRun(spec, url, arrivals, time_scale=2.0).run()
+            got = outcomes(records)
+            assert got["served"] + got["abandoned"] == 8
+            assert 1 <= got["served"] <= 3
+            ttfts = [r.ttft for r in records if r.outcome == "served"]
+            assert all(t is not None and t < 1.0 + prefill + 0.2 for t in ttfts), ttfts
     run(body)
 
 

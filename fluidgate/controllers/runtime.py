@@ -11,6 +11,8 @@ Lifecycle of one request, by the ticket `on_arrival` hands out::
 
     on_arrival(cls) -> ticket                      queued for prefill
     next_prefill() -> Admission(ticket, cls)       a prefill slot freed: run this prefill
+    prefill_ending(ticket)                         (optional) its engine announced the end:
+                                                   the slot is free for the next prefill
     place_decode(ticket, free_solo, free_mixed,    its prefill finished: start the decode
                  free_local=0, gpu=-1) -> Placement    now (SOLO / MIXED / LOCAL) or buffer it
     next_decode(pool, gpu=-1) -> Admission         a decode slot freed in `pool`: run this
@@ -78,6 +80,7 @@ class Stage(IntEnum):
     PREFILLING = 1
     BUFFERED = 2  # prefilled, waiting for a decode slot
     DECODING = 3
+    ENDING = 4  # prefilling, its end announced: no longer holds a prefill slot
 
 
 class Admission(NamedTuple):
@@ -237,6 +240,18 @@ class Controller:
         self._admitted[cls] += 1
         return Admission(ticket, int(cls))
 
+    def prefill_ending(self, ticket: int) -> None:
+        """Its engine announced the prefill's end ahead of time and its slot takes the next
+        prefill now (a driver whose engines announce; others never call this).
+
+        From here it no longer counts as prefilling, so the gate, asked for that slot,
+        sees the prefills that will hold the slots when this one has ended, as a driver
+        without the announcement would at the end itself. `place_decode` follows.
+        """
+        req = self._live(ticket, Stage.PREFILLING)
+        req.stage = Stage.ENDING
+        self._running[req.cls] -= 1
+
     def place_decode(self, ticket: int, free_solo: int, free_mixed: int,
                      free_local: int = 0, gpu: int = -1) -> Placement:
         """Its prefill finished: start its decode in a pool now, or buffer it.
@@ -244,11 +259,12 @@ class Controller:
         `free_solo`/`free_mixed`: free decode slots in each pool; `free_local`: on the
         GPU that prefilled it, whose index `gpu` names its buffer (stay-on-GPU only).
         """
-        req = self._live(ticket, Stage.PREFILLING)
+        req = self._live(ticket, Stage.PREFILLING, Stage.ENDING)
         if gpu < 0 and self.plan.router is RouterKind.STAY:
             raise ControllerError("stay-on-GPU routing needs the prefilling GPU (gpu=...)")
         code = self._route(req.cls, free_solo, free_mixed, free_local)
-        self._running[req.cls] -= 1
+        if req.stage is Stage.PREFILLING:
+            self._running[req.cls] -= 1
         req.where = code
         if code < rules.WAIT_SHARED:
             req.stage = Stage.DECODING
@@ -308,7 +324,7 @@ class Controller:
             self._running[c] -= 1
         elif req.stage is Stage.BUFFERED:
             self._buffered[c] -= 1  # its buffer entry is skipped when it reaches the head
-        else:
+        elif req.stage is Stage.DECODING:
             self._decoding[req.where][c] -= 1
         return req.stage
 
@@ -330,11 +346,12 @@ class Controller:
                 deficit=(running - t.prefill) / t.prefill if t.prefill > 0 else None))
         return ControllerStats(plan=self.plan, classes=tuple(rows))
 
-    def _live(self, ticket: int, stage: Stage) -> _Request:
+    def _live(self, ticket: int, *stages: Stage) -> _Request:
         req = self._requests.get(ticket)
-        if req is None or req.stage is not stage:
+        if req is None or req.stage not in stages:
             found = "not in the system" if req is None else f"in stage {req.stage.name}"
-            raise ControllerError(f"ticket {ticket} is {found}; expected {stage.name}")
+            raise ControllerError(f"ticket {ticket} is {found}; expected "
+                                  + " or ".join(s.name for s in stages))
         return req
 
     def _pop_live(self, queue: deque[int]) -> int:

@@ -58,6 +58,11 @@ def positive(name: str, value: float) -> None:
         fail(f"error: {name} must be a positive number, not {value}")
 
 
+def lead_option(value: float) -> None:
+    if not (math.isfinite(value) and value >= 0):
+        fail(f"error: --prefill-lead must be 0 or more milliseconds, not {value}")
+
+
 def _timing(spec_file: Path | None, policy_file: Path | None) -> EngineTiming:
     from fluidgate.harness.timing import timing_from_cluster, timing_from_spec
 
@@ -98,9 +103,10 @@ def engine(
                                               "times faster than real).")] = 1.0,
     stream_interval: Annotated[int, typer.Option(help="Tokens per streamed chunk after the "
                                                  "first (as vLLM's --stream-interval).")] = 1,
-    prefill_lookahead: Annotated[int, typer.Option(
-        help="Announce a streamed prefill-only request's end this many iterations early "
-        "(0: never), so a gateway can send the next prefill without an idle gap.")] = 0,
+    prefill_lead: Annotated[float, typer.Option(
+        help="Announce a streamed prefill-only request's end once at most this many wall "
+        "milliseconds of prefill work (times the time scale in model time) remain before it, "
+        "so a gateway can send the next prefill without an idle gap (0: never).")] = 0.0,
     model: Annotated[str | None, typer.Option(
         metavar="NAME", help="Run each iteration as a real forward pass of this calibration "
         "decoder (tiny, small, qwen3-0.6b, … as in 'calibrate measure') and last its measured "
@@ -127,8 +133,7 @@ def engine(
     positive("--time-scale", time_scale)
     if stream_interval < 1:
         fail(f"error: --stream-interval must be at least 1, not {stream_interval}")
-    if prefill_lookahead < 0:
-        fail(f"error: --prefill-lookahead must be 0 or more, not {prefill_lookahead}")
+    lead_option(prefill_lead)
     timing = _timing(spec, policy)
     from fluidgate.harness.core import EngineCore
     from fluidgate.harness.engine import EngineServer
@@ -136,10 +141,10 @@ def engine(
 
     if model is None:
         core = EngineCore(timing, role is Role.MIXED, time_scale, stream_interval,
-                          prefill_lookahead)
+                          prefill_lead / 1000 * time_scale)
     else:
         core = _decoder_core(model, timing, role, time_scale, device, context, threads,
-                             stream_interval, prefill_lookahead)
+                             stream_interval, prefill_lead / 1000)
     try:
         serve_forever(EngineServer(core, f"{role.value}-{port}").app(), port)
     except PortError as exc:
@@ -148,7 +153,7 @@ def engine(
 
 def _decoder_core(model: str, timing: EngineTiming, role: Role, time_scale: float,
                   device: Device, context: int | None, threads: int | None,
-                  stream_interval: int, lookahead: int) -> EngineCore:
+                  stream_interval: int, lead: float) -> EngineCore:
     """The `--model` engine: real passes, so no time scale; exit 2 without PyTorch."""
     if time_scale != 1:
         fail(f"error: --time-scale {time_scale:g} cannot apply to real forward passes "
@@ -167,7 +172,7 @@ def _decoder_core(model: str, timing: EngineTiming, role: Role, time_scale: floa
         if threads is not None or device is not Device.CUDA:
             torch.set_num_threads(threads or 1)  # this process's, for its whole life
         return decoder_core(arch, timing, role is Role.MIXED, device.value, context,
-                            stream_interval, lookahead)
+                            stream_interval, lead)
     except (MeasureError, ValueError) as exc:
         fail(f"error: {exc}")
 
@@ -206,7 +211,7 @@ def gateway(
     streamed_prefill: Annotated[bool, typer.Option(
         help="Stream each prefill step and free its engine's prefill slot when the engine "
         "announces the prefill's end (an extension of fluidgate's emulated engines with "
-        "--prefill-lookahead; real engines get vLLM's non-streamed prefill).")] = False,
+        "--prefill-lead; real engines get vLLM's non-streamed prefill).")] = False,
 ) -> None:
     """Run the gateway: per-class queues, the spec's gate and router, /metrics.
 
@@ -365,9 +370,10 @@ def harness(
     seed: Annotated[int, typer.Option(help="Seed of the load, the gateway and the "
                                       "simulator.")] = 0,
     stream_interval: Annotated[int, typer.Option(help="Tokens per streamed chunk.")] = 50,
-    prefill_lookahead: Annotated[int, typer.Option(
-        help="Iterations before a prefill's end that its engine announces it, so the gateway "
-        "sends the next prefill early (0: when it ends; emulated engines only).")] = 3,
+    prefill_lead: Annotated[float, typer.Option(
+        help="Wall milliseconds of prefill work ahead of a prefill's end at which its engine "
+        "announces it, so the gateway's round trip for the next prefill is off the critical "
+        "path (0: when it ends; emulated engines only).")] = 20.0,
     simulate: Annotated[bool, typer.Option(help="Run the iteration simulator at the same "
                                            "N, seed and duration for the report.")] = True,
 ) -> None:
@@ -389,8 +395,7 @@ def harness(
         fail(f"error: --gpus must be at least 1, not {gpus}")
     if stream_interval < 1:
         fail(f"error: --stream-interval must be at least 1, not {stream_interval}")
-    if prefill_lookahead < 0:
-        fail(f"error: --prefill-lookahead must be 0 or more, not {prefill_lookahead}")
+    lead_option(prefill_lead)
     from fluidgate.harness.prereqs import MissingPrerequisite, real_engines
 
     try:
@@ -399,7 +404,7 @@ def harness(
     except (MissingPrerequisite, ValueError) as exc:
         fail(f"error: {exc}")
     run_command(policy_file, gpus, duration, out, time_scale, seed, stream_interval,
-                prefill_lookahead, simulate, real)
+                prefill_lead, simulate, real)
 
 
 def mount(app: typer.Typer) -> None:

@@ -16,10 +16,11 @@ A stream's reader takes whole chunks, however many iterations ran before it woke
 catch-up never merges chunks nor skips a prefill's announced end.
 
 A prefill-only request (the first step of the two-step protocol) can announce its end
-`lookahead` iterations early, so the gateway sends the next prefill while this one runs its
-last chunks and the engine goes on without an idle gap. The gateway's HTTP round trip would
-otherwise sit on the prefill's critical path, and a time scale of S multiplies it by S in
-model time.
+`lead` model seconds early, counting the prefills queued ahead of it, so the gateway sends
+the next prefill while the engine still has that much prefill work in hand and goes on
+without an idle gap. The gateway's HTTP round trip would otherwise sit on the prefill's
+critical path, and a time scale of S multiplies it by S in model time: a few wall
+milliseconds on a busy machine are tens of model milliseconds, against prefills of 55 ms.
 
 An iteration that raises (a bug, or a real forward pass's CUDA error) must not leave
 requests waiting on a loop that is gone: the loop logs the cause and stops, every stream
@@ -86,7 +87,7 @@ class EngineCore:
     """Continuous batching for one emulated GPU; see the module docstring."""
 
     def __init__(self, timing: EngineTiming, mixed: bool, time_scale: float = 1.0,
-                 stream_interval: int = 1, lookahead: int = 0) -> None:
+                 stream_interval: int = 1, lead: float = 0.0) -> None:
         if not time_scale > 0:
             raise ValueError(f"time scale must be positive, not {time_scale!r}")
         if stream_interval < 1:
@@ -95,7 +96,9 @@ class EngineCore:
         self.mixed = mixed
         self.scale = time_scale
         self.interval = stream_interval
-        self.lookahead = lookahead  # announce a prefill in its last `lookahead` iterations
+        if not lead >= 0:
+            raise ValueError(f"prefill lead must be 0 or more seconds, not {lead!r}")
+        self.lead = lead  # model seconds: announce prefills ending within this, 0 never
         self.decode_slots = timing.decode_slots(mixed)
         self._prefills: deque[Stream] = deque()
         self._waiting: deque[Stream] = deque()  # prefilled, waiting for a decode slot
@@ -165,10 +168,8 @@ class EngineCore:
                 head.start_time = self.model_time
             k = min(self.timing.chunk, head.prompt_left) if head is not None else 0
             end = self.model_time + self._expected(k, len(self._running))
-            if (head is not None and head.prefill_only and head.handoff < 0 and self.lookahead
-                    and head.prompt_left - k <= (self.lookahead - 1) * self.timing.chunk):
-                head.handoff = end  # the end of this iteration if it is the last one
-                head.ready.set()
+            if head is not None and self.lead > 0:
+                self._announce(end)
             self.model_time = await self._iterate(head, k, end)
             self.iterations += 1
             self._finish_iteration(head, k, self.model_time)
@@ -184,6 +185,29 @@ class EngineCore:
         if delay > 0:
             await asyncio.sleep(delay)
         return end
+
+    def _announce(self, end: float) -> None:
+        """Announce each prefill-only request whose prefill ends within `lead` of `end`,
+        the end of the iteration starting now (always in its last iteration), after the
+        prefills queued ahead of it. Counting the queue, not the head alone, keeps `lead`
+        of prefill work in hand however short the prompts are. `handoff` is the end
+        estimated with today's number of decodes (exact when it does not change)."""
+        chunk, b = self.timing.chunk, len(self._running)
+        t = end
+        for i, s in enumerate(self._prefills):
+            t += self._prefill_span(s.prompt_left - min(chunk, s.prompt_left) if i == 0
+                                    else s.prompt_left, b)
+            if t - end > self.lead:
+                return
+            if s.prefill_only and s.handoff < 0:
+                s.handoff = t
+                s.ready.set()
+
+    def _prefill_span(self, tokens: int, decodes: int) -> float:
+        """Model seconds to prefill `tokens` in chunks of C alongside `decodes` decodes."""
+        full, rest = divmod(tokens, self.timing.chunk)
+        span = full * self._expected(self.timing.chunk, decodes)
+        return span + (self._expected(rest, decodes) if rest else 0.0)
 
     def _finish_iteration(self, head: Stream | None, k: int, end: float) -> None:
         still: list[Stream] = []

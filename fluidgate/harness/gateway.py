@@ -263,7 +263,7 @@ class Gateway:
                                       self._free_prefill)
             if engine is None:
                 return self._abandon(ticket, cls, "prefill")
-            pre = await self._prefill(engine, path, req)
+            pre = await self._prefill(engine, path, req, ticket)
             if pre is None:
                 live = False
                 self._left(ticket)
@@ -301,7 +301,8 @@ class Gateway:
         # `live` stays true: the caller's finally tells the controller and counts it
         return _error(429, f"patience ran out waiting for {what}", "abandoned")
 
-    async def _prefill(self, engine: Backend, path: str, req: Request) -> _Prefilled | None:
+    async def _prefill(self, engine: Backend, path: str, req: Request, ticket: int
+                       ) -> _Prefilled | None:
         """The first step on `engine` (`handoff.py`): its kv_transfer_params and token, or
         None if it failed.
 
@@ -323,7 +324,7 @@ class Gateway:
                     if isinstance(answer, dict):
                         kv, text = answer.get("kv_transfer_params"), choice_text(answer)
                 elif r.status == 200:
-                    kv, text = await self._read_prefill_stream(engine, r, held)
+                    kv, text = await self._read_prefill_stream(engine, r, held, ticket)
         except (aiohttp.ClientError, ValueError, TimeoutError, OSError):
             kv = None
             self._mark_down(engine)
@@ -336,9 +337,10 @@ class Gateway:
         return _Prefilled(kv, text) if isinstance(kv, dict) else None
 
     async def _read_prefill_stream(self, engine: Backend, r: aiohttp.ClientResponse,
-                                   held: list[bool]) -> tuple[Any, str]:
+                                   held: list[bool], ticket: int) -> tuple[Any, str]:
         """A streamed first step's kv_transfer_params and text; frees the prefill slot at
-        the announced end (and clears `held[0]`)."""
+        the announced end (and clears `held[0]`), where the prefill stops counting as
+        prefilling for the gate (`prefill_ending`), as at its end."""
         kv: Any = None
         text = ""
         async for raw in r.content:
@@ -348,6 +350,7 @@ class Gateway:
             event = json.loads(line[6:])
             if held[0] and "prefill_ends" in event.get("fluidgate", {}):
                 held[0] = False
+                self.ctl.prefill_ending(ticket)
                 self._free_prefill(engine)
             kv = event.get("kv_transfer_params", kv)
             text += choice_text(event)

@@ -47,7 +47,7 @@ def _out_dir(out: Path) -> Path:
 
 
 def run_command(policy_file: Path, gpus: int, duration: float, out: Path, time_scale: float,
-                seed: int, stream_interval: int, lookahead: int, simulate: bool,
+                seed: int, stream_interval: int, lead_ms: float, simulate: bool,
                 real: RealEngines | None = None) -> None:
     from fluidgate.atomic import OutputError, write_output
     from fluidgate.controllers.spec import write_spec
@@ -81,7 +81,7 @@ def run_command(policy_file: Path, gpus: int, duration: float, out: Path, time_s
     console.print(f"{c.mixed_gpus} mixed + {c.solo_gpus} solo {kind} engines, "
                   f"{duration:g} s at time scale {time_scale:g}", markup=False)
     opts = HarnessOptions(spec_path, c.mixed_gpus, c.solo_gpus, duration, time_scale, seed,
-                          stream_interval, lookahead, out / "logs")
+                          stream_interval, lead_ms, out / "logs")
     if real is not None:
         opts = real_options(opts, real, spec_n, out, console)
     t0 = time.perf_counter()
@@ -94,7 +94,7 @@ def run_command(policy_file: Path, gpus: int, duration: float, out: Path, time_s
         "schema": SCHEMA, "policy": spec.policy.name, "engine": kind, "gpus": gpus,
         "mixed_gpus": c.mixed_gpus, "solo_gpus": c.solo_gpus, "duration": duration,
         "time_scale": time_scale, "seed": seed,
-        "prefill_lookahead": lookahead, "wall_s": wall,
+        "prefill_lead_ms": lead_ms, "wall_s": wall,
         "requests": request_counts(records),
         "measured": measured_block(spec_n, records, duration),
         "predicted": predicted_block(spec_n, spec.cluster.gpus), "simulated": None}

@@ -130,10 +130,10 @@ class DecoderCore(EngineCore):
     """`EngineCore` whose iterations are `DecoderPasses.run`, timed, on a worker thread."""
 
     def __init__(self, timing: EngineTiming, mixed: bool, passes: DecoderPasses,
-                 stream_interval: int = 1, lookahead: int = 0) -> None:
+                 stream_interval: int = 1, lead: float = 0.0) -> None:
         if passes.chunk != timing.chunk or passes.max_batch != timing.max_batch:
             raise ValueError("the decoder's KV cache was sized for another B or C")
-        super().__init__(timing, mixed, 1.0, stream_interval, lookahead)
+        super().__init__(timing, mixed, 1.0, stream_interval, lead)
         self.passes = passes
         self.log: deque[PassRecord] = deque(maxlen=LOG_SIZE)
 
@@ -170,8 +170,8 @@ class DecoderCore(EngineCore):
 
 
 def decoder_core(arch: Architecture, timing: EngineTiming, mixed: bool, device: DeviceChoice,
-                 context: int | None, stream_interval: int, lookahead: int) -> DecoderCore:
+                 context: int | None, stream_interval: int, lead: float) -> DecoderCore:
     """The `--model NAME` engine core: `ValueError` for a bad size, `MeasureError` (or its
     `TorchMissing`) when the decoder cannot run here."""
     passes = DecoderPasses(arch, timing.max_batch, timing.chunk, context, device)
-    return DecoderCore(timing, mixed, passes, stream_interval, lookahead)
+    return DecoderCore(timing, mixed, passes, stream_interval, lead)

@@ -52,7 +52,7 @@ class HarnessOptions:
     time_scale: float
     seed: int
     stream_interval: int
-    lookahead: int
+    lead_ms: float  # wall ms of prefill work at which engines announce a prefill's end
     logs: Path
     engines: tuple[EngineProcess, ...] = ()  # real engines to start; none: emulated ones
     engines_per_gpu: int = 1
@@ -145,7 +145,7 @@ async def run_harness(spec: ControllerSpec, opts: HarnessOptions,
     children = Children()
     common = ["--spec", str(opts.spec_file), "--port", "0", "--time-scale",
               repr(opts.time_scale), "--stream-interval", str(opts.stream_interval),
-              "--prefill-lookahead", str(opts.lookahead)]
+              "--prefill-lead", repr(opts.lead_ms)]
     try:
         roles = ["mixed"] * opts.mixed + ["solo"] * opts.solo
         if opts.engines:
@@ -157,7 +157,7 @@ async def run_harness(spec: ControllerSpec, opts: HarnessOptions,
                 for i, role in enumerate(roles)))
         gw_args = ["gateway", str(opts.spec_file), "--port", "0", "--time-scale",
                    repr(opts.time_scale), "--seed", str(opts.seed)]
-        if not opts.engines and opts.lookahead > 0:  # emulated engines announce prefill ends
+        if not opts.engines and opts.lead_ms > 0:  # emulated engines announce prefill ends
             gw_args.append("--streamed-prefill")
         for role, url in zip(roles, urls, strict=True):
             gw_args += [f"--{role}", url]
