@@ -125,3 +125,21 @@ def test_sli_router_splits_decodes_as_the_spec_says() -> None:
     # prefill_heavy splits at p_solo; a mixed GPU whose prefill slot is briefly idle decodes
     # at solo speed and counts as solo, so the measured share sits slightly above
     assert shares[1] == pytest.approx(spec.classes[1].p_solo, abs=0.03)
+
+
+def test_spec_at_scales_the_cluster_wide_predictions_with_n() -> None:
+    # The reference instance's classes arrive at 0.5 /s per GPU: on 8 GPUs the predicted
+    # arrival rate is 4 /s, whatever N the spec was solved for (500). The shares and the
+    # per-request times do not depend on N.
+    from fluidgate.simulator.config import spec_at
+    from tests.simulator_support import reference_spec
+
+    spec = reference_spec()
+    at8 = spec_at(spec, 8)
+    for c, c8 in zip(spec.classes, at8.classes, strict=True):
+        assert c8.predicted.arrivals == pytest.approx(c.rate * 8)
+        assert c8.predicted.admitted == pytest.approx(c.predicted.admitted * 8 / 500)
+        assert c8.predicted.served == pytest.approx(c.predicted.served * 8 / 500)
+        for f in ("abandonment", "wait", "ttft", "tpot"):
+            assert getattr(c8.predicted, f) == getattr(c.predicted, f)
+        assert c8.targets.prefill == pytest.approx(c.targets.prefill * 8 / 500)

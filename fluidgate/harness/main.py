@@ -97,7 +97,7 @@ def run_command(policy_file: Path, gpus: int, duration: float, out: Path, time_s
         "prefill_lead_ms": lead_ms, "wall_s": wall,
         "requests": request_counts(records),
         "measured": measured_block(spec_n, records, duration),
-        "predicted": predicted_block(spec_n, spec.cluster.gpus), "simulated": None}
+        "predicted": predicted_block(spec_n), "simulated": None}
     if opts.engines:
         report["engines"] = [{"role": e.role, "gpu": e.gpu, "url": e.url,
                               "command": e.command_line()} for e in opts.engines]

@@ -76,13 +76,11 @@ def measured_block(spec: ControllerSpec, records: Sequence[RequestRecord],
     return {"revenue_per_gpu": revenue / (n * duration), "classes": classes}
 
 
-def predicted_block(spec: ControllerSpec, original_gpus: int) -> Block:
-    """The LP's plan at `spec.cluster.gpus`: per-GPU numbers do not change with n, the
-    cluster-wide rates scale from the `original_gpus` the spec was solved for."""
-    scale = spec.cluster.gpus / original_gpus
+def predicted_block(spec: ControllerSpec) -> Block:
+    """The LP's plan at `spec.cluster.gpus` (a spec scaled by `simulator.config.spec_at`)."""
     none = {f"p{p}": None for p in PERCENTILES}
     return {"revenue_per_gpu": spec.revenue_rate, "classes": {c.name: {
-        "arrivals": c.predicted.arrivals * scale, "served": c.predicted.served * scale,
+        "arrivals": c.predicted.arrivals, "served": c.predicted.served,
         "abandonment": c.predicted.abandonment,
         "ttft": {"mean": c.predicted.ttft, **none}, "tpot": {"mean": c.predicted.tpot, **none}}
         for c in spec.classes}}

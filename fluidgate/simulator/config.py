@@ -85,7 +85,9 @@ def controller_for(policy: PolicyName, spec: ControllerSpec) -> Controller:
 
 
 def spec_at(spec: ControllerSpec, gpus: int) -> ControllerSpec:
-    """The same plan on `gpus` GPUs: targets scale with n, `M = ⌈n·Σx*⌉` is recomputed."""
+    """The same plan on `gpus` GPUs: the cluster-wide numbers (targets, and the predicted
+    arrival, admission and service rates) scale with n, `M = ⌈n·Σx*⌉` is recomputed; the
+    per-request ones (abandonment share, wait, TTFT, TPOT) stay."""
     if not 1 <= gpus <= MAX_GPUS:
         raise SimulationInputError(
             f"gpus: {gpus} is outside what the simulator runs (1 to {MAX_GPUS:,})")
@@ -95,8 +97,11 @@ def spec_at(spec: ControllerSpec, gpus: int) -> ControllerSpec:
     mixed = mixed_gpu_count(gpus, spec.cluster.mixed_share)
     cluster = spec.cluster.model_copy(update={"gpus": gpus, "mixed_gpus": mixed,
                                               "solo_gpus": gpus - mixed})
-    classes = [c.model_copy(update={"targets": c.targets.model_copy(update={
-        f: getattr(c.targets, f) * scale for f in type(c.targets).model_fields})})
+    classes = [c.model_copy(update={
+        "targets": c.targets.model_copy(update={
+            f: getattr(c.targets, f) * scale for f in type(c.targets).model_fields}),
+        "predicted": c.predicted.model_copy(update={
+            f: getattr(c.predicted, f) * scale for f in ("arrivals", "admitted", "served")})})
         for c in spec.classes]
     return spec.model_copy(update={"cluster": cluster, "classes": classes})
 

@@ -62,7 +62,6 @@ def render_run(spec: ControllerSpec, result: RunResult, console: Console) -> Non
     run = run_record(result)
     metrics = measured_metrics(spec, result)
     scaled = spec_at(spec, result.gpus)
-    scale = result.gpus / spec.cluster.gpus
     console.print(
         f"{result.policy} on {result.gpus} GPUs ({result.mixed_gpus} with a prefill slot), "
         f"{result.fidelity}, seed {result.seed}: {result.duration:,.0f} s measured after "
@@ -77,8 +76,8 @@ def render_run(spec: ControllerSpec, result: RunResult, console: Console) -> Non
     for c, m, sc in zip(run.classes, metrics.classes, scaled.classes, strict=True):
         p = sc.predicted
         rows = [
-            ("admitted, req/s", _num(m.admitted), _num(p.admitted * scale)),
-            ("served, req/s", _num(m.served), _num(p.served * scale)),
+            ("admitted, req/s", _num(m.admitted), _num(p.admitted)),
+            ("served, req/s", _num(m.served), _num(p.served)),
             ("abandonment", _num(m.abandonment, 3), _num(p.abandonment, 3)),
             ("  after prefill, req/s", _num(c.abandoned_decode, 3), "0"),
             ("wait for prefill", _ms(m.wait), _ms(p.wait)),
