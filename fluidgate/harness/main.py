@@ -58,6 +58,7 @@ def run_command(policy_file: Path, gpus: int, duration: float, out: Path, time_s
         predicted_block,
         relative_gap,
         request_counts,
+        sent_trace,
         simulated_block,
     )
     from fluidgate.harness.run import HarnessError, HarnessOptions, run_harness
@@ -107,7 +108,8 @@ def run_command(policy_file: Path, gpus: int, duration: float, out: Path, time_s
         from fluidgate.simulator.run import simulate as run_sim
 
         result = run_sim(spec, RunOptions(fidelity=Fidelity.ITERATION, gpus=gpus, seed=seed,
-                                          duration=duration, warmup=0.0))
+                                          duration=duration, warmup=0.0,
+                                          trace=sent_trace(records)))
         report["simulated"] = simulated_block(result)
     measured = report["measured"]["revenue_per_gpu"]
     report["revenue_gap"] = {

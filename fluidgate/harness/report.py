@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fluidgate.controllers.spec import ControllerSpec
 from fluidgate.harness.gateway_metrics import Outcome
 from fluidgate.harness.load import RequestRecord
+
+if TYPE_CHECKING:
+    from fluidgate.simulator.trace import Trace
 
 PERCENTILES = (50, 90, 99)
 Block = dict[str, Any]
@@ -84,6 +87,22 @@ def predicted_block(spec: ControllerSpec) -> Block:
         "abandonment": c.predicted.abandonment,
         "ttft": {"mean": c.predicted.ttft, **none}, "tpot": {"mean": c.predicted.tpot, **none}}
         for c in spec.classes}}
+
+
+def sent_trace(records: Sequence[RequestRecord]) -> Trace | None:
+    """The arrivals the load generator sent, as a trace for the simulator (None if none):
+    the simulated block then runs the very arrivals the measured one saw, not another
+    draw of the same Poisson streams, whose counts differ by a few percent in 600 s, and a
+    prefill pool near capacity turns that into a different queue."""
+    from fluidgate.simulator.trace import Trace  # the simulator's modules load numba
+
+    if not records:
+        return None
+    names = tuple(r.cls for r in records)
+    return Trace("the load generator's arrivals", np.array([r.send for r in records]), names,
+                 np.array([float(r.prompt) for r in records]),
+                 np.array([float(r.output) for r in records]),
+                 np.zeros(len(records), np.int64))
 
 
 def simulated_block(result: Any) -> Block:
