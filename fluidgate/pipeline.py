@@ -43,22 +43,18 @@ def solve_policy(
     hard SLO; `diagnose_progress(done, total)` reports on that search.
     """
     from fluidgate.formulations.base_arrays import base_lp
-    from fluidgate.formulations.fluid_lp import build_fluid_lp
-    from fluidgate.formulations.matrix import column_magnitudes, compile_matrix
-    from fluidgate.formulations.slo import add_slos, read_slos
+    from fluidgate.formulations.matrix import column_magnitudes
+    from fluidgate.formulations.slo import read_slos
+    from fluidgate.formulations.slo_arrays import slo_lp
     from fluidgate.solvers.scaling import ScaledSolver, Scaling
 
     options = options or SolveOptions()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    if policy.slos:
-        lp = build_fluid_lp(policy)
-        add_slos(lp)
-        t1 = time.perf_counter()
-        compiled = compile_matrix(lp)
-    else:  # the same arrays, without building and walking the Pyomo model (base_arrays.py)
-        lp, compiled = base_lp(policy)
-        t1 = time.perf_counter()
+    # the arrays compiling the Pyomo model would give, without building and walking it
+    # (base_arrays.py, slo_arrays.py); `explain` prints the Pyomo model
+    lp, compiled = slo_lp(policy) if policy.slos else base_lp(policy)
+    t1 = time.perf_counter()
     scaling = Scaling.from_magnitudes(compiled.matrix, column_magnitudes(lp, compiled))
     backend = ScaledSolver(get_solver(solver), scaling)
     t2 = time.perf_counter()

@@ -18,25 +18,31 @@ from fluidgate.formulations.fluid_lp import FluidLP
 from fluidgate.formulations.matrix import CompiledLP
 from fluidgate.formulations.slo_compile import LinearRow, compile_all
 from fluidgate.metrics import Metric, MetricReport
-from fluidgate.model import BinOp, Const, Expr, MetricRef, Neg
+from fluidgate.model import BinOp, Const, Expr, MetricRef, Neg, Policy
 from fluidgate.solution import SloOutcome
 from fluidgate.solvers.base import FloatArray, SolverResult
 
 BINDING_TOL = 1e-6
 
 
+def compile_slos(policy: Policy) -> list[LinearRow]:
+    """The policy's SLOs as linear rows; raises `PolicyError` if any is not linear."""
+    compiled = compile_all(policy)
+    if compiled.errors:
+        raise PolicyError(compiled.errors, policy.source_text)
+    return compiled.rows
+
+
 def add_slos(lp: FluidLP) -> list[LinearRow]:
-    """Compile the policy's SLOs and add them; raises `PolicyError` if any is not linear."""
+    """Compile the policy's SLOs and add them to the Pyomo model (`slo_arrays.slo_lp`
+    writes the same rows as arrays); raises `PolicyError` if any is not linear."""
     import pyomo.core as pyo
 
     policy, m = lp.policy, lp.model
     if not policy.slos:
         lp.rows = []
         return []
-    compiled = compile_all(policy)
-    if compiled.errors:
-        raise PolicyError(compiled.errors, policy.source_text)
-    rows = compiled.rows
+    rows = compile_slos(policy)
     pools = sorted({p for r in rows for p in r.uses_spread})
     for pool in pools:
         hi, lo, var = SPREAD_VARS[pool]
