@@ -37,7 +37,9 @@ def comparison(report: dict[str, Any], path: Path) -> Path:
     for ax, title in ((axes[1], "served, requests/s"), (axes[2], "mean TTFT, s")):
         ax.set_xticks(x + width * (len(blocks) - 1) / 2, names)
         ax.set_title(title)
-    axes[2].legend()
+    # one legend under the panels: inside a panel it hid the tallest bars
+    fig.legend(*axes[1].get_legend_handles_labels(), loc="lower center", ncol=len(blocks),
+               bbox_to_anchor=(0.5, -0.06), frameon=False)
     fig.suptitle(f"{report['policy']} — {report['gpus']} GPUs, {report['duration']:g} s "
                  "(model time)")
     buf = BytesIO()
