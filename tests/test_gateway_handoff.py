@@ -16,14 +16,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
 from fluidgate.controllers.spec import ControllerSpec, load_spec
+from fluidgate.harness.bootstrap import HALF_HEADER
 from fluidgate.harness.core import EngineCore
 from fluidgate.harness.engine import EngineServer
 from fluidgate.harness.gateway import Gateway
-from fluidgate.harness.handoff import vllm_prefill_body
+from fluidgate.harness.handoff import Handoff, vllm_prefill_body
 from fluidgate.harness.load import Arrival, LoadRun
 from fluidgate.harness.serve import start_site
 from fluidgate.harness.timing import timing_from_spec
@@ -49,7 +51,9 @@ class Seen:
     """What one engine received: each request body, and its role."""
 
     mixed: bool
+    port: int = 0
     bodies: list[dict[str, Any]] = field(default_factory=list)
+    halves: list[str | None] = field(default_factory=list)  # each body's X-Fluidgate-Half
 
 
 def _recorder(seen: Seen) -> Callable[..., Awaitable[web.StreamResponse]]:
@@ -59,6 +63,7 @@ def _recorder(seen: Seen) -> Callable[..., Awaitable[web.StreamResponse]]:
         if request.method == "POST":
             body = json.loads(await request.read())
             seen.bodies.append(body)
+            seen.halves.append(request.headers.get(HALF_HEADER))
             return await handler(request)
         return await handler(request)
     return record
@@ -66,7 +71,8 @@ def _recorder(seen: Seen) -> Callable[..., Awaitable[web.StreamResponse]]:
 
 @asynccontextmanager
 async def cluster(spec: ControllerSpec, scale: float, *, lead: float = 0.0,
-                  streamed_prefill: bool = False) -> AsyncIterator[tuple[str, list[Seen], Gateway]]:
+                  streamed_prefill: bool = False, handoff: Handoff = Handoff.VLLM
+                  ) -> AsyncIterator[tuple[str, list[Seen], Gateway]]:
     timing = timing_from_spec(spec)
     async with AsyncExitStack() as stack:
         urls: dict[bool, list[str]] = {True: [], False: []}
@@ -78,9 +84,11 @@ async def cluster(spec: ControllerSpec, scale: float, *, lead: float = 0.0,
             app.middlewares.append(_recorder(seen[-1]))
             runner, port = await start_site(app, 0)
             stack.push_async_callback(runner.cleanup)
+            seen[-1].port = port
             urls[is_mixed].append(f"http://127.0.0.1:{port}")
         gw = Gateway(spec, urls[True], urls[False], time_scale=scale, seed=3,
-                     health_interval=0.1, streamed_prefill=streamed_prefill)
+                     health_interval=0.1, streamed_prefill=streamed_prefill,
+                     handoff=handoff)
         runner, port = await start_site(gw.app(), 0)
         stack.push_async_callback(runner.cleanup)
         yield f"http://127.0.0.1:{port}", seen, gw
@@ -129,4 +137,71 @@ def test_vllm_handoff_end_to_end(spec: ControllerSpec, streamed_prefill: bool) -
             assert all(d["kv_transfer_params"]["remote_engine_id"] == "0" and
                        d["max_tokens"] == 19 and d["stream"] is True for d in decodes)
             assert sum(c.served for c in gw.ctl.stats().classes) == 8
+    run(body)
+
+
+def test_sglang_pairs_end_to_end(spec: ControllerSpec) -> None:
+    # Each request: its prefill half on the mixed engine, its decode half on the engine the
+    # router chose (solo, or the mixed one marked as the decode half), one room per pair.
+    arrivals = [Arrival(0.5 * i, i % 2, 300, 20, 1000.0) for i in range(8)]
+
+    async def body() -> None:
+        async with cluster(spec, 20.0, handoff=Handoff.SGLANG) as (url, seen, gw):
+            records = await LoadRun(spec, url, arrivals, time_scale=20.0).run()
+            assert Counter(r.outcome for r in records) == {"served": 8}
+            assert all(r.tokens == 20 and r.ttft is not None for r in records)
+            mixed = seen[0]
+            halves = [(b, h, s.mixed) for s in seen for b, h in zip(s.bodies, s.halves,
+                                                                    strict=True)]
+            assert all(b["bootstrap_host"] == "127.0.0.1" and b["bootstrap_port"] == mixed.port
+                       and "kv_transfer_params" not in b for b, _, _ in halves)
+            prefill = [b for b, h, m in halves if m and h is None]
+            decode = [b for b, h, m in halves if not m or h == "decode"]
+            assert len(prefill) == len(decode) == 8
+            # the same body, room included, went to both halves of each pair
+            by_room = {b["bootstrap_room"]: b for b in prefill}
+            assert len(by_room) == 8
+            assert all(by_room[d["bootstrap_room"]] == d for d in decode)
+            assert all(0 <= r < 1 << 63 for r in by_room)
+            assert sum(c.served for c in gw.ctl.stats().classes) == 8
+            assert not any(b.prefilling or b.decoding for b in gw.backends.all)
+    run(body)
+
+
+def test_an_emulated_prefill_half_waits_for_its_decode_half(spec: ControllerSpec) -> None:
+    # As SGLang's prefill server holds a request until the decode server has hand-shaken,
+    # the emulated prefill half does not answer alone; with its decode half both finish.
+    async def body() -> None:
+        async with cluster(spec, 20.0) as (_, seen, _gw), aiohttp.ClientSession() as s:
+            mixed, solo = seen
+            pair = {"prompt_tokens": 300, "max_tokens": 5, "bootstrap_host": "127.0.0.1",
+                    "bootstrap_port": mixed.port, "bootstrap_room": 7}
+
+            async def post(port: int) -> dict[str, Any]:
+                async with s.post(f"http://127.0.0.1:{port}/v1/completions", json=pair) as r:
+                    assert r.status == 200
+                    answer: dict[str, Any] = await r.json()
+                    return answer
+            prefill = asyncio.create_task(post(mixed.port))
+            done, _ = await asyncio.wait({prefill}, timeout=0.5)
+            assert not done  # 300 tokens take ~50 ms of model time, 2.5 ms of wall time
+            decoded = await post(solo.port)
+            prefilled = await prefill
+            assert prefilled["usage"]["completion_tokens"] == 1
+            assert decoded["usage"]["completion_tokens"] == 5
+            assert decoded["choices"][0]["text"] == " x" * 5
+    run(body)
+
+
+def test_bad_bootstrap_fields_are_400(spec: ControllerSpec) -> None:
+    async def body() -> None:
+        async with cluster(spec, 20.0) as (_, seen, _gw), aiohttp.ClientSession() as s:
+            for extra in [{"bootstrap_room": 1},
+                          {"bootstrap_host": "h", "bootstrap_port": 0, "bootstrap_room": 1},
+                          {"bootstrap_host": "h", "bootstrap_port": 5, "bootstrap_room": -1},
+                          {"bootstrap_host": "h", "bootstrap_port": 5, "bootstrap_room": 1,
+                           "kv_transfer_params": {"do_remote_decode": True}}]:
+                async with s.post(f"http://127.0.0.1:{seen[0].port}/v1/completions",
+                                  json={"prompt_tokens": 3, **extra}) as r:
+                    assert r.status == 400
     run(body)

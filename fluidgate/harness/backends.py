@@ -24,6 +24,7 @@ class Backend:
     up: bool = True
     prefilling: bool = False
     decoding: int = 0
+    bootstrap_port: int = 0  # SGLang handoff: the KV bootstrap port of a mixed engine
 
     @property
     def free_decode(self) -> int:

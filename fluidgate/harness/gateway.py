@@ -30,6 +30,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import numpy as np
@@ -39,8 +40,9 @@ from fluidgate.controllers.classify import Classifier, Unclassified
 from fluidgate.controllers.runtime import Controller, Placement, Pool
 from fluidgate.controllers.spec import ControllerSpec
 from fluidgate.harness.backends import Backend, Backends
+from fluidgate.harness.bootstrap import HALF_HEADER, ROOM_LIMIT
 from fluidgate.harness.gateway_metrics import GatewayMetrics, Outcome
-from fluidgate.harness.handoff import vllm_prefill_body
+from fluidgate.harness.handoff import Handoff, sglang_body, vllm_prefill_body
 from fluidgate.harness.protocol import (
     Api,
     BadRequest,
@@ -77,15 +79,28 @@ def _error(status: int, message: str, kind: str) -> web.Response:
 class Gateway:
     def __init__(self, spec: ControllerSpec, mixed: list[str], solo: list[str],
                  time_scale: float = 1.0, seed: int = 0, health_interval: float = 0.5,
-                 streamed_prefill: bool = False) -> None:
+                 streamed_prefill: bool = False, handoff: Handoff = Handoff.VLLM,
+                 bootstrap_ports: list[int] | None = None) -> None:
+        if streamed_prefill and handoff is not Handoff.VLLM:
+            raise ValueError("a streamed prefill is an extension of the vllm handoff only")
         self.spec = spec
         self.streamed_prefill = streamed_prefill  # the emulator's prefill_ends extension
+        self.handoff = handoff
         self.scale = time_scale
         self.health_interval = health_interval
         self._rng = np.random.default_rng(seed)
         self.ctl = Controller.from_spec(spec, rng=np.random.default_rng(seed + 1))
         self.classifier = Classifier(spec)
         self.backends = Backends(mixed, solo, spec.cluster.max_batch, self._rng)
+        ports = bootstrap_ports or []
+        if len(ports) not in (0, 1, len(mixed)):
+            raise ValueError(f"{len(ports)} bootstrap ports for {len(mixed)} mixed engines: "
+                             "give one for all, or one per mixed engine")
+        for i, b in enumerate(x for x in self.backends.all if x.pool is Pool.MIXED):
+            # SGLang: where its prefill server listens for KV bootstrap (an emulated
+            # engine: on its own HTTP port unless it was given one)
+            b.bootstrap_port = (ports[0] if len(ports) == 1 else ports[i] if ports
+                                else urlsplit(b.url).port or 80)
         self.metrics = GatewayMetrics(spec)
         self._prefill_wait: dict[int, asyncio.Future[Backend]] = {}
         self._decode_wait: dict[int, asyncio.Future[Backend]] = {}
@@ -263,6 +278,10 @@ class Gateway:
                                       self._free_prefill)
             if engine is None:
                 return self._abandon(ticket, cls, "prefill")
+            if self.handoff is Handoff.SGLANG:
+                live = False  # from here the pair's own bookkeeping
+                return await self._serve_pair(request, engine, path, req, ticket, cls,
+                                              arrived, deadline)
             pre = await self._prefill(engine, path, req, ticket)
             if pre is None:
                 live = False
@@ -270,25 +289,17 @@ class Gateway:
                 self.metrics.outcome(cls, Outcome.FAILED)
                 return _error(502, "the prefill engine failed", "engine_failed")
             early = await self._first_token(request, req, ticket, pre.text)
-            where = self.ctl.place_decode(ticket, self.backends.free_decode(Pool.SOLO),
-                                          self.backends.free_decode(Pool.MIXED))
-            if where.waits:
-                fut = self._register(self._decode_wait, ticket)
-                engine_d = await self._wait(fut, self._decode_wait, ticket, deadline,
-                                            self._release)
-                if engine_d is None:
-                    if early is not None:  # the status is sent: say it in the stream
-                        await self._relay(early[0], sse(error_payload(
-                            "patience ran out waiting for a decode slot", "abandoned", 429)))
-                        await self._relay(early[0], b"")
-                        return early[0]
-                    return self._abandon(ticket, cls, "a decode slot")
-            else:
-                engine_d = self.backends.decode_engine(Pool(where.value))
-                assert engine_d is not None and where is not Placement.LOCAL
-                engine_d.decoding += 1
+            engine_d = await self._decode_engine(ticket, deadline)
+            if engine_d is None:
+                if early is not None:  # the status is sent: say it in the stream
+                    await self._relay(early[0], sse(error_payload(
+                        "patience ran out waiting for a decode slot", "abandoned", 429)))
+                    await self._relay(early[0], b"")
+                    return early[0]
+                return self._abandon(ticket, cls, "a decode slot")
             live = False
-            return await self._decode(request, engine_d, path, req, pre.kv, ticket, cls,
+            return await self._decode(request, engine_d, path, req,
+                                      dict(req.body, kv_transfer_params=pre.kv), ticket, cls,
                                       arrived, early)
         finally:
             if live:  # the client went away while it waited: it left
@@ -296,6 +307,60 @@ class Gateway:
                 self._decode_wait.pop(ticket, None)
                 self._left(ticket)
                 self.metrics.outcome(cls, Outcome.ABANDONED)
+
+    async def _decode_engine(self, ticket: int, deadline: float) -> Backend | None:
+        """The router's placement of this ticket's decode: an engine with its slot taken,
+        at once or once one frees; None when patience runs out first."""
+        where = self.ctl.place_decode(ticket, self.backends.free_decode(Pool.SOLO),
+                                      self.backends.free_decode(Pool.MIXED))
+        if where.waits:
+            fut = self._register(self._decode_wait, ticket)
+            return await self._wait(fut, self._decode_wait, ticket, deadline, self._release)
+        engine_d = self.backends.decode_engine(Pool(where.value))
+        assert engine_d is not None and where is not Placement.LOCAL
+        engine_d.decoding += 1
+        return engine_d
+
+    async def _serve_pair(self, request: web.Request, engine: Backend, path: str,
+                          req: Request, ticket: int, cls: int, arrived: float,
+                          deadline: float) -> web.StreamResponse:
+        """SGLang's handoff (`handoff.py`): the router places the decode as the prefill
+        starts, since SGLang pairs the two servers when it sends; both halves go at once
+        with one bootstrap room, the client is answered from the decode engine, and the
+        prefill engine's slot is held until its half answers (or the pair ends)."""
+        half: asyncio.Task[None] | None = None
+        live = True
+        try:
+            engine_d = await self._decode_engine(ticket, deadline)
+            if engine_d is None:
+                return self._abandon(ticket, cls, "a decode slot")
+            room = int(self._rng.integers(ROOM_LIMIT))
+            host = urlsplit(engine.url).hostname or "127.0.0.1"
+            body = sglang_body(req.body, host, engine.bootstrap_port, room)
+            half = asyncio.create_task(self._prefill_half(engine, path, body))
+            live = False
+            return await self._decode(request, engine_d, path, req, body, ticket, cls,
+                                      arrived, None, {HALF_HEADER: "decode"})
+        finally:
+            if half is None:
+                self._free_prefill(engine)
+            elif not half.done():
+                half.cancel()  # its `finally` frees the prefill slot
+            if live:  # patience ran out, or the client went away, waiting for a decode slot
+                self._decode_wait.pop(ticket, None)
+                self._left(ticket)
+                self.metrics.outcome(cls, Outcome.ABANDONED)
+
+    async def _prefill_half(self, engine: Backend, path: str, body: dict[str, Any]) -> None:
+        """SGLang's prefill half: sent, its answer read and dropped, the slot freed."""
+        assert self._session is not None
+        try:
+            async with self._session.post(engine.url + path, json=body) as r:
+                await r.read()
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            self._mark_down(engine)
+        finally:
+            self._free_prefill(engine)
 
     def _abandon(self, ticket: int, cls: int, what: str) -> web.Response:
         # `live` stays true: the caller's finally tells the controller and counts it
@@ -388,14 +453,14 @@ class Gateway:
         return resp
 
     async def _decode(self, request: web.Request, engine: Backend, path: str, req: Request,
-                      kv: dict[str, Any], ticket: int, cls: int, arrived: float,
-                      early: tuple[web.StreamResponse, float] | None
-                      ) -> web.StreamResponse:
-        """The second step on `engine`, relayed to the client; the controller is told how
-        it ended (finished, failed, or left when the client went away)."""
+                      body: dict[str, Any], ticket: int, cls: int, arrived: float,
+                      early: tuple[web.StreamResponse, float] | None,
+                      headers: dict[str, str] | None = None) -> web.StreamResponse:
+        """The decode step (`body`) on `engine`, relayed to the client; the controller is
+        told how it ended (finished, failed, or left when the client went away)."""
         assert self._session is not None
         loop = asyncio.get_running_loop()
-        body = dict(req.body, kv_transfer_params=kv)
+        body = dict(body)
         resp: web.StreamResponse | None = None
         first = last = 0.0
         if early is not None:
@@ -403,7 +468,8 @@ class Gateway:
             body["max_tokens"] = req.max_tokens - 1
         outcome = Outcome.FAILED
         try:
-            async with self._session.post(engine.url + path, json=body) as r:
+            async with self._session.post(engine.url + path, json=body,
+                                          headers=headers) as r:
                 if r.status != 200:
                     if r.status >= 500:
                         self._mark_down(engine)

@@ -26,8 +26,6 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-ROOM_LIMIT = 1 << 63  # bootstrap rooms are drawn from 0 … 2⁶³ − 1, as SGLang's router does
-
 
 class Handoff(StrEnum):
     VLLM = "vllm"
