@@ -4,10 +4,12 @@ machine without GPUs or engines.
 Each fake engine checks the command line and environment the harness gives it against the
 flag tables and the values the test policy implies (B = 16, C = 256 in two_class.sli),
 refusing anything else with exit 3 and a message; then records what it was given and
-execs the emulated engine (`fluidgate engine`) on the port it was told, so readiness, the
-gateway, the accounting and the cleanup all run for real. Before the exec it starts a
-sleeping child of its own that ignores SIGTERM, as a real engine starts worker processes,
-so a test can check that the whole process group is stopped, stragglers included.
+execs the emulated engine (`fluidgate engine`) on the port it was told (an SGLang prefill
+server also answering the KV bootstrap handshake on its bootstrap port), so readiness, the
+gateway and its handoff protocol, the accounting and the cleanup all run for real. Before
+the exec it starts a sleeping child of its own that ignores SIGTERM, as a real engine
+starts worker processes, so a test can check that the whole process group is stopped,
+stragglers included.
 
 Knobs (environment): FAKE_RECORD_DIR (where records go), FAKE_POLICY (the emulator's
 timing), FAKE_TIME_SCALE, FAKE_MEMORY (the expected memory share flag value, absent: no
@@ -85,7 +87,7 @@ def common_checks(flags, model):
     if os.environ.get("HF_HUB_OFFLINE") != "1":
         fail("HF_HUB_OFFLINE=1 expected: nothing may be downloaded")
 
-def become_engine(role, port, interval, record):
+def become_engine(role, port, interval, record, extra=()):
     if os.environ.get("FAKE_FAIL"):
         print("loading model weights", flush=True)
         print("torch.OutOfMemoryError: CUDA out of memory", file=sys.stderr, flush=True)
@@ -102,7 +104,7 @@ def become_engine(role, port, interval, record):
     os.execv(sys.executable, [sys.executable, "-m", "fluidgate", "engine", "--role", role,
                               "--policy", os.environ["FAKE_POLICY"], "--port", port,
                               "--time-scale", os.environ.get("FAKE_TIME_SCALE", "1"),
-                              "--stream-interval", interval])
+                              "--stream-interval", interval, *extra])
 '''
 
 _VLLM = r'''
@@ -155,9 +157,10 @@ if mode == "prefill" and not one(flags, "--disaggregation-bootstrap-port").isdig
     fail("a prefill server needs --disaggregation-bootstrap-port")
 if "--disable-radix-cache" not in flags:
     fail("--disable-radix-cache expected")
+bootstrap = flags.get("--disaggregation-bootstrap-port")
 become_engine(role, one(flags, "--port"), one(flags, "--stream-interval"),
-              {"kind": KIND, "mode": mode,
-               "bootstrap": flags.get("--disaggregation-bootstrap-port")})
+              {"kind": KIND, "mode": mode, "bootstrap": bootstrap},
+              ["--bootstrap-port", bootstrap[0]] if bootstrap else [])
 '''
 
 _NVIDIA_SMI = r'''

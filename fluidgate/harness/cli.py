@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
+from fluidgate.harness.handoff import Handoff
+
 if TYPE_CHECKING:
     from fluidgate.controllers.spec import ControllerSpec
     from fluidgate.harness.core import EngineCore
@@ -120,11 +122,16 @@ def engine(
     threads: Annotated[int | None, typer.Option(
         metavar="N", help="With --model on a CPU: PyTorch threads (default 1, as calibrate "
         "measure).", show_default=False)] = None,
+    bootstrap_port: Annotated[int | None, typer.Option(
+        metavar="PORT", help="Also answer SGLang's KV bootstrap handshake on this loopback "
+        "port (as SGLang's --disaggregation-bootstrap-port; it is always answered on --port "
+        "too).", show_default=False)] = None,
 ) -> None:
     """Run an emulated OpenAI-compatible engine whose iterations follow the calibrated τ.
 
     Continuous batching with at most B streams and a prefill chunk of C tokens per mixed
-    iteration; speaks vLLM's two-step disaggregated protocol (kv_transfer_params). With
+    iteration; speaks vLLM's two-step disaggregated protocol (kv_transfer_params) and
+    SGLang's bootstrap-room pairing (bootstrap_host/port/room). With
     --model, each iteration is a real forward pass (its measured time; --time-scale must
     be 1). Stops on Ctrl-C or SIGTERM. Exit 2 on a bad option, a bad file, a port already
     taken, or --model without PyTorch.
@@ -146,7 +153,7 @@ def engine(
         core = _decoder_core(model, timing, role, time_scale, device, context, threads,
                              stream_interval, prefill_lead / 1000)
     try:
-        serve_forever(EngineServer(core, f"{role.value}-{port}").app(), port)
+        serve_forever(EngineServer(core, f"{role.value}-{port}", bootstrap_port).app(), port)
     except PortError as exc:
         fail(f"error: {exc}")
 
@@ -208,6 +215,14 @@ def gateway(
     time_scale: Annotated[float, typer.Option(help="Model seconds per wall second (patience "
                                               "and latencies are model seconds).")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the router's and patience draws.")] = 0,
+    protocol: Annotated[Handoff, typer.Option(
+        help="How a request goes from prefill to decode: vllm (two steps, "
+        "kv_transfer_params, as vLLM's disaggregated proxy) or sglang (both halves at once "
+        "in a bootstrap room, as SGLang's router).")] = Handoff.VLLM,
+    bootstrap_port: Annotated[list[int] | None, typer.Option(
+        metavar="PORT", help="--protocol sglang: the KV bootstrap port of the mixed engines, "
+        "once for all or once per --mixed in order (default: each engine's own port, as "
+        "emulated engines answer there).", show_default=False)] = None,
     streamed_prefill: Annotated[bool, typer.Option(
         help="Stream each prefill step and free its engine's prefill slot when the engine "
         "announces the prefill's end (an extension of fluidgate's emulated engines with "
@@ -217,7 +232,8 @@ def gateway(
 
     Classifies requests as the spec says (the X-Fluidgate-Class header, else its rules on
     model, header and prompt length, else the nearest class), admits prefills with the runtime
-    gate, places decodes with the router via vLLM's two-step protocol, abandons requests
+    gate, places decodes with the router and hands them over with vLLM's or SGLang's
+    disaggregation protocol (--protocol), abandons requests
     whose patience runs out (429), fails over dead engines (502, counted as failed).
     Prometheus metrics on /metrics. Exit 2 on a bad option or file, or a port taken.
     """
@@ -231,8 +247,13 @@ def gateway(
     from fluidgate.harness.serve import PortError, serve_forever
 
     try:
-        serve_forever(Gateway(spec, mixed_urls, solo_urls, time_scale, seed,
-                              streamed_prefill=streamed_prefill).app(), port)
+        gw = Gateway(spec, mixed_urls, solo_urls, time_scale, seed,
+                     streamed_prefill=streamed_prefill, handoff=protocol,
+                     bootstrap_ports=bootstrap_port)
+    except ValueError as exc:
+        fail(f"error: {exc}")
+    try:
+        serve_forever(gw.app(), port)
     except PortError as exc:
         fail(f"error: {exc}")
 

@@ -2,8 +2,9 @@
 
 `/v1/completions` and `/v1/chat/completions` (streaming SSE or one JSON answer), `/health`,
 `/v1/models`. A mixed engine prefills and decodes; a solo engine only decodes requests that
-carry `kv_transfer_params` from a prefill (the two-step protocol in `protocol.py`), and
-refuses the rest with a 400, as a decode-only instance cannot serve them. Client input never
+carry `kv_transfer_params` from a prefill (vLLM's two-step protocol, `handoff.py`) or that
+are the decode half of an SGLang pair (`bootstrap.py`), and refuses the rest with a 400, as
+a decode-only instance cannot serve them. Client input never
 crashes it: a malformed body is a 400 with a JSON error. An iteration that raises fails the
 engine (`EngineCore.run`): its requests end with a 500 JSON error or, streamed, an error
 event of type `engine_failed` and no `[DONE]`; new ones get the 500; `/health` answers 503.

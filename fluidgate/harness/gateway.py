@@ -3,9 +3,11 @@
 Each request is classified as the spec says (`controllers/classify.py`: the class header,
 else rules on model, header or prompt length, else the nearest class or a 400), queued per
 class in the runtime `Controller`, and admitted when a mixed engine's
-prefill slot frees and the gate picks its class. Its prefill runs on that engine as the
-first step of vLLM's disaggregated protocol; the router then places its decode on a solo or
-mixed engine (or buffers it until a slot frees) and the second step streams the answer back.
+prefill slot frees and the gate picks its class. With vLLM's disaggregated protocol (the
+default, `handoff.py`) its prefill runs on that engine as the first step; the router then
+places its decode on a solo or mixed engine (or buffers it until a slot frees) and the
+second step streams the answer back. With SGLang's, the router places the decode at once and
+both halves go out together, paired by a bootstrap room (`_serve_pair`).
 
 Outcomes, each a status the client can tell apart: 200 served; 429 `abandoned` when the
 request's patience (`X-Fluidgate-Patience`, model seconds, else a draw from the class's

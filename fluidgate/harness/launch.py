@@ -73,6 +73,14 @@ class EngineProcess:
     def name(self) -> str:
         return f"engine {self.index} ({self.role}, GPU {self.gpu})"
 
+    @property
+    def bootstrap_port(self) -> int | None:
+        """An SGLang prefill server's KV bootstrap port (None for other engines)."""
+        for flag, value in itertools.pairwise(self.argv):
+            if flag == "--disaggregation-bootstrap-port":
+                return int(value)
+        return None
+
     def command_line(self) -> str:
         """The shell line that starts it by hand: variables, then the program."""
         return " ".join([*(f"{k}={shlex.quote(v)}" for k, v in self.env),

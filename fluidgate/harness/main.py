@@ -23,11 +23,21 @@ if TYPE_CHECKING:
 
 EXIT_INFEASIBLE, EXIT_SOLVER = 3, 4
 SCHEMA = "fluidgate.harness/v1"
-SGLANG_HANDOFF = (
-    "warning: the gateway hands each request from prefill to decode with vLLM's two-step "
-    "protocol (kv_transfer_params); SGLang servers coordinate the two through a bootstrap "
-    "room instead, so requests through the gateway are expected to fail on them until the "
-    "gateway speaks that protocol (docs/harness.md)")
+def sglang_warning(spec: ControllerSpec) -> str | None:
+    """What of the plan SGLang servers are expected to fail through the gateway, if any."""
+    from fluidgate.controllers.export import plan
+    from fluidgate.controllers.export.sglang import STACK
+
+    if spec.cluster.solo_gpus == 0:
+        return ("warning: with no decode-only engine the SGLang servers run without "
+                "disaggregation (null mode), and the gateway still sends each request to a "
+                "prefill and a decode half, so each request is prefilled twice "
+                "(docs/harness.md)")
+    lost = plan.mixed_decodes(spec, STACK, "prefill")
+    if lost is None:
+        return None
+    return (f"warning: {lost.rule}, but {lost.detail}; the gateway places them as planned, "
+            "and those requests are expected to fail on SGLang servers (docs/harness.md)")
 
 
 def solve_to_spec(policy_file: Path) -> Any:
@@ -95,7 +105,7 @@ def run_command(policy_file: Path, gpus: int, duration: float, out: Path, time_s
         "schema": SCHEMA, "policy": spec.policy.name, "engine": kind, "gpus": gpus,
         "mixed_gpus": c.mixed_gpus, "solo_gpus": c.solo_gpus, "duration": duration,
         "time_scale": time_scale, "seed": seed,
-        "prefill_lead_ms": lead_ms, "wall_s": wall,
+        "prefill_lead_ms": lead_ms, "protocol": opts.protocol.value, "wall_s": wall,
         "requests": request_counts(records),
         "measured": measured_block(spec_n, records, duration),
         "predicted": predicted_block(spec_n), "simulated": None}
@@ -133,6 +143,7 @@ def real_options(opts: HarnessOptions, real: RealEngines, spec: ControllerSpec, 
 
     from fluidgate.atomic import OutputError
     from fluidgate.harness.bodies import TokenPrompts
+    from fluidgate.harness.handoff import Handoff
     from fluidgate.harness.launch import plan_engines
     from fluidgate.harness.model_choice import ModelError, choose_model
 
@@ -145,10 +156,13 @@ def real_options(opts: HarnessOptions, real: RealEngines, spec: ControllerSpec, 
     for e in engines:
         console.print(f"{e.name}: {e.command_line()}", markup=False, soft_wrap=True)
     if real.kind is EngineKind.SGLANG:
-        console.print(SGLANG_HANDOFF, markup=False)
+        warning = sglang_warning(spec)
+        if warning is not None:
+            console.print(warning, markup=False)
     return replace(opts, engines=tuple(engines), engines_per_gpu=real.engines_per_gpu,
                    start_timeout=real.start_timeout,
-                   body=TokenPrompts(model.token_ids, opts.seed))
+                   body=TokenPrompts(model.token_ids, opts.seed),
+                   protocol=Handoff(real.kind.value))
 
 
 def _progress(console: Console) -> Any:

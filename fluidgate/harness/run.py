@@ -28,6 +28,7 @@ import aiohttp
 
 import fluidgate
 from fluidgate.controllers.spec import ControllerSpec
+from fluidgate.harness.handoff import Handoff
 from fluidgate.harness.launch import EngineProcess, start_waves
 from fluidgate.harness.load import LoadRun, RequestRecord, poisson_arrivals
 from fluidgate.harness.serve import LISTENING
@@ -58,6 +59,7 @@ class HarnessOptions:
     engines_per_gpu: int = 1
     start_timeout: float = START_LIMIT_S  # wall seconds a real engine may take to be ready
     body: Callable[[int, int], dict[str, Any]] | None = None  # requests for real engines
+    protocol: Handoff = Handoff.VLLM  # the gateway's handoff from prefill to decode
 
 
 class Children:
@@ -159,6 +161,10 @@ async def run_harness(spec: ControllerSpec, opts: HarnessOptions,
                    repr(opts.time_scale), "--seed", str(opts.seed)]
         if not opts.engines and opts.lead_ms > 0:  # emulated engines announce prefill ends
             gw_args.append("--streamed-prefill")
+        gw_args += ["--protocol", opts.protocol.value]
+        for e in opts.engines:
+            if e.role == "mixed" and e.bootstrap_port is not None:
+                gw_args += ["--bootstrap-port", str(e.bootstrap_port)]
         for role, url in zip(roles, urls, strict=True):
             gw_args += [f"--{role}", url]
         gateway = await children.start(gw_args, opts.logs / "gateway.log")
