@@ -205,3 +205,17 @@ def test_bad_bootstrap_fields_are_400(spec: ControllerSpec) -> None:
                                   json={"prompt_tokens": 3, **extra}) as r:
                     assert r.status == 400
     run(body)
+
+
+def test_bootstrap_ports_one_for_all_or_one_per_mixed_engine(spec: ControllerSpec) -> None:
+    mixed = ["http://127.0.0.1:9001", "http://127.0.0.1:9002"]
+    gw = Gateway(spec, mixed, [], handoff=Handoff.SGLANG)
+    assert [b.bootstrap_port for b in gw.backends.all] == [9001, 9002]  # their own ports
+    gw = Gateway(spec, mixed, [], handoff=Handoff.SGLANG, bootstrap_ports=[8998])
+    assert [b.bootstrap_port for b in gw.backends.all] == [8998, 8998]
+    gw = Gateway(spec, mixed, [], handoff=Handoff.SGLANG, bootstrap_ports=[7001, 7002])
+    assert [b.bootstrap_port for b in gw.backends.all] == [7001, 7002]
+    with pytest.raises(ValueError, match="3 bootstrap ports for 2 mixed engines"):
+        Gateway(spec, mixed, [], handoff=Handoff.SGLANG, bootstrap_ports=[1, 2, 3])
+    with pytest.raises(ValueError, match="vllm handoff only"):
+        Gateway(spec, mixed, [], handoff=Handoff.SGLANG, streamed_prefill=True)
