@@ -183,9 +183,9 @@ class EngineServer:
                                      stream.error is None else None)
         assert self._session is not None
         head = await fetch_first_token(self._session, boot)
-        if head is None:
+        if head is None:  # 424: the prefill engine failed, not this one
             return _json_error(f"the prefill of bootstrap room {boot.room} did not finish",
-                               502, ENGINE_FAILED)
+                               424, ENGINE_FAILED)
         stream = Stream(prompt_left=0, tokens_left=req.max_tokens - 1)
         if stream.tokens_left > 0:
             self.core.submit(stream)
