@@ -178,10 +178,14 @@ def _decoder_core(model: str, timing: EngineTiming, role: Role, time_scale: floa
         torch = require_torch("the engine's --model mode")
         if threads is not None or device is not Device.CUDA:
             torch.set_num_threads(threads or 1)  # this process's, for its whole life
-        return decoder_core(arch, timing, role is Role.MIXED, device.value, context,
+        core = decoder_core(arch, timing, role is Role.MIXED, device.value, context,
                             stream_interval, lead)
     except (MeasureError, ValueError) as exc:
         fail(f"error: {exc}")
+    # on stderr (stdout's first line announces the port): which passes this engine runs
+    Console(stderr=True, highlight=False).print(
+        f"real forward passes of {model} on {core.passes.device}", markup=False)
+    return core
 
 
 def _spec(path: Path) -> ControllerSpec:
@@ -308,7 +312,8 @@ def load(
         if trace is None:
             arrivals = poisson_arrivals(spec, duration, seed)
         else:
-            arrivals = _replay(spec, trace, trace_format, duration, seed, speed, offset, limit)
+            arrivals = replay_arrivals(spec, trace, trace_format, duration, seed, speed,
+                                       offset, limit)
     except ValueError as exc:
         fail(f"error: {exc}")
     records = asyncio.run(LoadRun(spec, target, arrivals, time_scale).run(_progress()))
@@ -323,8 +328,8 @@ def load(
                + f" revenue_per_gpu={block['revenue_per_gpu']:.4g}")
 
 
-def _replay(spec: ControllerSpec, path: Path, kind: str, duration: float, seed: int,
-            speed: float, offset: float, limit: int | None) -> list[Any]:
+def replay_arrivals(spec: ControllerSpec, path: Path, kind: str, duration: float, seed: int,
+                    speed: float, offset: float, limit: int | None) -> list[Any]:
     """The trace's arrivals (`load.trace_arrivals`), with a line saying how they split."""
     from collections import Counter
 
@@ -380,7 +385,10 @@ def harness(
     model: Annotated[str | None, typer.Option(
         metavar="PATH|SHAPE", help="Real engines: a model directory, or a shape (llama3-8b, "
         "qwen3-8b, qwen3-4b, qwen3-0.6b, …) to serve with random weights and token-id "
-        "prompts, so nothing is downloaded.", show_default=False)] = None,
+        "prompts, so nothing is downloaded. Emulated engines: a calibration decoder (tiny, "
+        "small, qwen3-0.6b, …) whose real forward passes time each iteration ('fluidgate "
+        "engine --model'; needs PyTorch, and --time-scale stays 1).",
+        show_default=False)] = None,
     engines_per_gpu: Annotated[int, typer.Option(
         help="Real engines: how many share one GPU (each gets that share of its "
         "memory).")] = 1,
@@ -397,6 +405,16 @@ def harness(
         "path (0: when it ends; emulated engines only).")] = 20.0,
     simulate: Annotated[bool, typer.Option(help="Run the iteration simulator at the same "
                                            "N, seed and duration for the report.")] = True,
+    trace: Annotated[Path | None, typer.Option(
+        help="Replay this request trace instead of Poisson arrivals (as 'fluidgate load "
+        "--trace': Azure CSV, Mooncake JSON lines, or plain CSV "
+        "arrival,prompt,output[,patience]).", show_default=False)] = None,
+    trace_format: Annotated[str, typer.Option(
+        help="The trace's format: auto, azure, mooncake or plain.")] = "auto",
+    speed: Annotated[float, typer.Option(help="With --trace: trace seconds per model "
+                                         "second.")] = 1.0,
+    offset: Annotated[float, typer.Option(help="With --trace: start this many trace seconds "
+                                          "after its first request.")] = 0.0,
 ) -> None:
     """Solve a policy, start N engines and the gateway, run the load, report.
 
@@ -407,7 +425,7 @@ def harness(
     child process is stopped at the end, also on Ctrl-C. Exit 2 on bad input or a missing
     engine program or GPU, 3 infeasible, 4 solver failure.
     """
-    from fluidgate.harness.main import run_command
+    from fluidgate.harness.main import TraceReplay, run_command
 
     need_libraries()
     positive("--duration", duration)
@@ -424,8 +442,10 @@ def harness(
                             time_scale)
     except (MissingPrerequisite, ValueError) as exc:
         fail(f"error: {exc}")
+    replay = None if trace is None else TraceReplay(trace, trace_format, speed, offset)
     run_command(policy_file, gpus, duration, out, time_scale, seed, stream_interval,
-                prefill_lead, simulate, real)
+                prefill_lead, simulate, real, replay,
+                model if engine_kind is EngineKind.EMULATED else None)
 
 
 def mount(app: typer.Typer) -> None:

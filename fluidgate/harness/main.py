@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from fluidgate.harness.cli import EngineKind, fail
 if TYPE_CHECKING:
     from fluidgate.controllers.spec import ControllerSpec
     from fluidgate.harness.launch import RealEngines
+    from fluidgate.harness.load import Arrival
     from fluidgate.harness.run import HarnessOptions
 
 EXIT_INFEASIBLE, EXIT_SOLVER = 3, 4
@@ -40,6 +42,16 @@ def sglang_warning(spec: ControllerSpec) -> str | None:
             "and those requests are expected to fail on SGLang servers (docs/harness.md)")
 
 
+@dataclass(frozen=True)
+class TraceReplay:
+    """`--trace FILE --trace-format F --speed X --offset S`: what `fluidgate load` replays."""
+
+    path: Path
+    format: str
+    speed: float
+    offset: float
+
+
 def solve_to_spec(policy_file: Path) -> Any:
     from fluidgate.cli import SolverName, solved_spec
 
@@ -58,7 +70,8 @@ def _out_dir(out: Path) -> Path:
 
 def run_command(policy_file: Path, gpus: int, duration: float, out: Path, time_scale: float,
                 seed: int, stream_interval: int, lead_ms: float, simulate: bool,
-                real: RealEngines | None = None) -> None:
+                real: RealEngines | None = None, replay: TraceReplay | None = None,
+                decoder: str | None = None) -> None:
     from fluidgate.atomic import OutputError, write_output
     from fluidgate.controllers.spec import write_spec
     from fluidgate.harness.load import jsonl
@@ -80,6 +93,7 @@ def run_command(policy_file: Path, gpus: int, duration: float, out: Path, time_s
         whole_tokens(spec_n)
     except SimulationInputError as exc:
         fail(f"error: {exc}")
+    arrivals = None if replay is None else _replayed(spec_n, replay, duration, seed)
     out = _out_dir(out)
     spec_path = out / "spec.json"
     try:
@@ -89,10 +103,12 @@ def run_command(policy_file: Path, gpus: int, duration: float, out: Path, time_s
     c = spec_n.cluster
     console = Console(stderr=True, highlight=False)
     kind = real.kind.value if real is not None else "emulated"
+    inputs = [policy_file] if replay is None else [policy_file, replay.path]
     console.print(f"{c.mixed_gpus} mixed + {c.solo_gpus} solo {kind} engines, "
                   f"{duration:g} s at time scale {time_scale:g}", markup=False)
     opts = HarnessOptions(spec_path, c.mixed_gpus, c.solo_gpus, duration, time_scale, seed,
-                          stream_interval, lead_ms, out / "logs")
+                          stream_interval, lead_ms, out / "logs", arrivals=arrivals,
+                          decoder=decoder)
     if real is not None:
         opts = real_options(opts, real, spec_n, out, console)
     t0 = time.perf_counter()
@@ -109,6 +125,11 @@ def run_command(policy_file: Path, gpus: int, duration: float, out: Path, time_s
         "requests": request_counts(records),
         "measured": measured_block(spec_n, records, duration),
         "predicted": predicted_block(spec_n), "simulated": None}
+    if replay is not None:
+        report["trace"] = {"file": str(replay.path), "format": replay.format,
+                           "speed": replay.speed, "offset": replay.offset}
+    if decoder is not None:
+        report["model"] = decoder
     if opts.engines:
         report["engines"] = [{"role": e.role, "gpu": e.gpu, "url": e.url,
                               "command": e.command_line()} for e in opts.engines]
@@ -126,13 +147,25 @@ def run_command(policy_file: Path, gpus: int, duration: float, out: Path, time_s
         b: relative_gap(measured, report[b]["revenue_per_gpu"])
         for b in ("predicted", "simulated") if report[b] is not None}
     try:
-        write_output(out / "requests.jsonl", jsonl(records), inputs=[policy_file])
-        write_output(out / "report.json", json.dumps(report, indent=2) + "\n",
-                     inputs=[policy_file])
+        write_output(out / "requests.jsonl", jsonl(records), inputs=inputs)
+        write_output(out / "report.json", json.dumps(report, indent=2) + "\n", inputs=inputs)
         comparison(report, out / "measured_vs_predicted.png")
     except OutputError as exc:
         fail(f"error: {exc}")
     _summary(report)
+
+
+def _replayed(spec: ControllerSpec, replay: TraceReplay, duration: float,
+              seed: int) -> tuple[Arrival, ...]:
+    """The trace's arrivals as `fluidgate load --trace` sends them; exit 2 (naming the file
+    and row) on a bad trace or window, before any process starts."""
+    from fluidgate.harness.cli import replay_arrivals
+
+    try:
+        return tuple(replay_arrivals(spec, replay.path, replay.format, duration, seed,
+                                     replay.speed, replay.offset, None))
+    except ValueError as exc:
+        fail(f"error: {exc}")
 
 
 def real_options(opts: HarnessOptions, real: RealEngines, spec: ControllerSpec, out: Path,

@@ -126,6 +126,23 @@ def check_machine(kind: EngineKind, gpus: int, model: str, engines_per_gpu: int,
                        start_timeout)
 
 
+def emulated_model(model: str, time_scale: float) -> None:
+    """Check `--engine emulated --model NAME`: a known calibration decoder, PyTorch, and no
+    time scale (real passes take the time they take, as `fluidgate engine --model` says)."""
+    from fluidgate.calibration.architectures import architecture
+    from fluidgate.calibration.measure import MeasureError, require_torch
+
+    if time_scale != 1:
+        raise ValueError(f"--time-scale {time_scale:g} cannot apply to real forward passes "
+                         "(--engine emulated --model): they take the time they take; leave "
+                         "--time-scale at 1")
+    architecture(model)  # ValueError naming the known shapes
+    try:
+        require_torch("--engine emulated --model")
+    except MeasureError as exc:
+        raise MissingPrerequisite(str(exc)) from None
+
+
 def real_engines(kind: EngineKind, gpus: int, model: str | None, per_gpu: int,
                  start_timeout: float, time_scale: float) -> RealEngines | None:
     """None for emulated engines; else the checked program, GPUs and choices.
@@ -134,11 +151,11 @@ def real_engines(kind: EngineKind, gpus: int, model: str | None, per_gpu: int,
     what the machine lacks; both say what to do.
     """
     if kind is EngineKind.EMULATED:
-        for given, option in ((model is not None, "--model"), (per_gpu != 1,
-                                                               "--engines-per-gpu")):
-            if given:
-                raise ValueError(f"{option} is for --engine vllm or sglang; emulated engines "
-                                 "take their timing from the policy")
+        if per_gpu != 1:
+            raise ValueError("--engines-per-gpu is for --engine vllm or sglang; emulated "
+                             "engines take their timing from the policy")
+        if model is not None:
+            emulated_model(model, time_scale)
         return None
     if time_scale != 1:
         raise ValueError("--time-scale is for emulated engines; real engines run in real time "

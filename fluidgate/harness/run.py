@@ -30,7 +30,7 @@ import fluidgate
 from fluidgate.controllers.spec import ControllerSpec
 from fluidgate.harness.handoff import Handoff
 from fluidgate.harness.launch import EngineProcess, start_waves
-from fluidgate.harness.load import LoadRun, RequestRecord, poisson_arrivals
+from fluidgate.harness.load import Arrival, LoadRun, RequestRecord, poisson_arrivals
 from fluidgate.harness.serve import LISTENING
 
 START_LIMIT_S = 120.0  # wall seconds a child may take to announce its port
@@ -60,6 +60,8 @@ class HarnessOptions:
     start_timeout: float = START_LIMIT_S  # wall seconds a real engine may take to be ready
     body: Callable[[int, int], dict[str, Any]] | None = None  # requests for real engines
     protocol: Handoff = Handoff.VLLM  # the gateway's handoff from prefill to decode
+    arrivals: tuple[Arrival, ...] | None = None  # a replayed trace's; None: Poisson
+    decoder: str | None = None  # emulated engines' `--model NAME`: real forward passes
 
 
 class Children:
@@ -148,6 +150,8 @@ async def run_harness(spec: ControllerSpec, opts: HarnessOptions,
     common = ["--spec", str(opts.spec_file), "--port", "0", "--time-scale",
               repr(opts.time_scale), "--stream-interval", str(opts.stream_interval),
               "--prefill-lead", repr(opts.lead_ms)]
+    if opts.decoder is not None:
+        common += ["--model", opts.decoder]
     try:
         roles = ["mixed"] * opts.mixed + ["solo"] * opts.solo
         if opts.engines:
@@ -168,7 +172,8 @@ async def run_harness(spec: ControllerSpec, opts: HarnessOptions,
         for role, url in zip(roles, urls, strict=True):
             gw_args += [f"--{role}", url]
         gateway = await children.start(gw_args, opts.logs / "gateway.log")
-        arrivals = poisson_arrivals(spec, opts.duration, opts.seed)
+        arrivals = (list(opts.arrivals) if opts.arrivals is not None
+                    else poisson_arrivals(spec, opts.duration, opts.seed))
         drain = max(60.0, 20 * max((c.patience or 0.0) for c in spec.classes)
                     / opts.time_scale)
         return await LoadRun(spec, gateway, arrivals, opts.time_scale, drain,
