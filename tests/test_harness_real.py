@@ -187,7 +187,8 @@ def test_too_few_gpus_and_options_for_the_other_kind_are_refused(
     for args, said in [(["--engine", "vllm", "--gpus", "2"], "needs --model"),
                        (["--engine", "vllm", "--model", "tiny", "--gpus", "2",
                          "--time-scale", "10"], "real engines run in real time"),
-                       (["--gpus", "2", "--model", "tiny"], "--model is for --engine vllm"),
+                       (["--gpus", "2", "--engines-per-gpu", "2"],
+                        "--engines-per-gpu is for --engine vllm"),
                        (["--engine", "vllm", "--model", "qwen3-0.6", "--gpus", "2",
                          "--no-simulate"], "did you mean qwen3-0.6b")]:
         res = CliRunner().invoke(app, ["harness", str(POLICY), "--duration", "5", "--out",

@@ -418,8 +418,9 @@ def harness(
 ) -> None:
     """Solve a policy, start N engines and the gateway, run the load, report.
 
-    Engines are emulated, or real vLLM or SGLang servers on this machine's GPUs
-    (CUDA_VISIBLE_DEVICES narrows which). Writes DIR/report.json with measured, predicted
+    Engines are emulated (with --model: on real forward passes of a calibration decoder), or
+    real vLLM or SGLang servers on this machine's GPUs (CUDA_VISIBLE_DEVICES narrows which).
+    The load is Poisson at the plan's rates, or a replayed --trace. Writes DIR/report.json with measured, predicted
     (the LP at N) and simulated (the iteration simulator at N) blocks of the same shape and
     the request accounting, plus DIR/requests.jsonl and DIR/measured_vs_predicted.png. Every
     child process is stopped at the end, also on Ctrl-C. Exit 2 on bad input or a missing
