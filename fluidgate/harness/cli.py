@@ -420,11 +420,12 @@ def harness(
 
     Engines are emulated (with --model: on real forward passes of a calibration decoder), or
     real vLLM or SGLang servers on this machine's GPUs (CUDA_VISIBLE_DEVICES narrows which).
-    The load is Poisson at the plan's rates, or a replayed --trace. Writes DIR/report.json with measured, predicted
-    (the LP at N) and simulated (the iteration simulator at N) blocks of the same shape and
-    the request accounting, plus DIR/requests.jsonl and DIR/measured_vs_predicted.png. Every
-    child process is stopped at the end, also on Ctrl-C. Exit 2 on bad input or a missing
-    engine program or GPU, 3 infeasible, 4 solver failure.
+    The load is Poisson at the plan's rates, or a replayed --trace. Writes DIR/report.json
+    with measured, predicted (the LP at N) and simulated (the iteration simulator at N)
+    blocks of the same shape and the request accounting, plus DIR/requests.jsonl and
+    DIR/measured_vs_predicted.png. Every child process is stopped at the end, also on
+    Ctrl-C. Exit 2 on bad input or a missing engine program or GPU, 3 infeasible, 4 solver
+    failure.
     """
     from fluidgate.harness.main import TraceReplay, run_command
 
