@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from fluidgate.controllers.spec import ControllerSpec, load_spec
+from fluidgate.controllers.spec import ControllerSpec
 from fluidgate.harness.bootstrap import HALF_HEADER
 from fluidgate.harness.core import EngineCore
 from fluidgate.harness.engine import EngineServer
@@ -29,21 +29,14 @@ from fluidgate.harness.handoff import Handoff, vllm_prefill_body
 from fluidgate.harness.load import Arrival, LoadRun
 from fluidgate.harness.serve import start_site
 from fluidgate.harness.timing import timing_from_spec
-from fluidgate.simulator.config import spec_at
+from tests.harness_support import two_gpu_spec
 
 LIMIT_S = 60.0
 
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory: pytest.TempPathFactory) -> ControllerSpec:
-    from typer.testing import CliRunner
-
-    from fluidgate.cli import app
-
-    out = tmp_path_factory.mktemp("spec") / "spec.json"
-    res = CliRunner().invoke(app, ["solve", "examples/two_class.sli", "--controller", str(out)])
-    assert res.exit_code == 0, res.output
-    return spec_at(load_spec(out), 2)
+    return two_gpu_spec(tmp_path_factory.mktemp("spec"))
 
 
 @dataclass

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from fluidgate.controllers.spec import ControllerSpec, load_spec
+from fluidgate.controllers.spec import ControllerSpec
 from fluidgate.harness.core import EngineCore, Stream
 from fluidgate.harness.engine import EngineServer
 from fluidgate.harness.gateway import Gateway
@@ -27,7 +27,7 @@ from fluidgate.harness.load import Arrival, LoadRun
 from fluidgate.harness.protocol import SSE_DONE, Api, chunk_payload, sse
 from fluidgate.harness.serve import start_site
 from fluidgate.harness.timing import timing_from_spec
-from fluidgate.simulator.config import spec_at
+from tests.harness_support import two_gpu_spec
 
 SPECS = Path(__file__).parent / "fixtures"
 LIMIT_S = 60.0
@@ -35,14 +35,7 @@ LIMIT_S = 60.0
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory: pytest.TempPathFactory) -> ControllerSpec:
-    from typer.testing import CliRunner
-
-    from fluidgate.cli import app
-
-    out = tmp_path_factory.mktemp("spec") / "spec.json"
-    res = CliRunner().invoke(app, ["solve", "examples/two_class.sli", "--controller", str(out)])
-    assert res.exit_code == 0, res.output
-    return spec_at(load_spec(out), 2)
+    return two_gpu_spec(tmp_path_factory.mktemp("spec"))
 
 
 @asynccontextmanager
