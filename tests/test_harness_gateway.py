@@ -296,3 +296,43 @@ def test_an_engine_that_fails_a_request_is_routed_around(spec: ControllerSpec) -
             assert [b.up for b in gw.backends.all] == [False, True, True]
             assert gw.metrics.engines_down._value.get() == 1
     run(body)
+
+
+@pytest.mark.parametrize("event", [b"[1, 2]", b"7", b'{"fluidgate": null}',
+                                   b'{"fluidgate": 3}'])
+def test_a_malformed_prefill_event_is_a_failed_engine(spec: ControllerSpec,
+                                                      event: bytes) -> None:
+    # A streamed first step whose engine writes an event that is not an object (or whose
+    # `fluidgate` part is not one): a 502 engine_failed, the engine marked down, and the
+    # request told to the controller as gone; it used to raise in the handler (a 500).
+    async def prefill(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"data: " + event + b"\n\n")
+        await resp.write(SSE_DONE)
+        return resp
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def body() -> None:
+        async with AsyncExitStack() as stack:
+            app = web.Application()
+            app.router.add_post("/v1/completions", prefill)
+            app.router.add_get("/health", health)
+            engine, engine_port = await start_site(app, 0)
+            stack.push_async_callback(engine.cleanup)
+            gw = Gateway(spec, [f"http://127.0.0.1:{engine_port}"], [], time_scale=10.0,
+                         seed=3, health_interval=1000.0, streamed_prefill=True)
+            runner, port = await start_site(gw.app(), 0)
+            stack.push_async_callback(runner.cleanup)
+            s = await stack.enter_async_context(aiohttp.ClientSession())
+            async with s.post(f"http://127.0.0.1:{port}/v1/completions",
+                              json={"prompt": "a b c", "max_tokens": 3},
+                              headers={"X-Fluidgate-Class": "decode_heavy"}) as r:
+                assert r.status == 502
+                assert (await r.json())["error"]["type"] == "engine_failed"
+            assert [b.up for b in gw.backends.all] == [False]
+            assert gw.metrics.engines_down._value.get() == 1
+            assert gw.ctl._requests == {}  # nothing left behind in the controller
+    run(body)

@@ -412,10 +412,13 @@ class Gateway:
         text = ""
         async for raw in r.content:
             line = raw.strip()
-            if not line.startswith(b"data: {"):
+            if not line.startswith(b"data: ") or line == b"data: [DONE]":
                 continue
             event = json.loads(line[6:])
-            if held[0] and "prefill_ends" in event.get("fluidgate", {}):
+            ours = event.get("fluidgate", {}) if isinstance(event, dict) else None
+            if not isinstance(ours, dict):  # caught by `_prefill`: a failed engine response
+                raise ValueError("an event that is not a JSON object")
+            if held[0] and "prefill_ends" in ours:
                 held[0] = False
                 self.ctl.prefill_ending(ticket)
                 self._free_prefill(engine)
