@@ -298,7 +298,6 @@ def _study_with_progress(spec: ControllerSpec, opts: StudyOptions,
 
 def _write_study(out: Path, report: ValidationReport, force: bool, policy_file: Path) -> None:
     """The report and its plots appear together as `out`, or not at all."""
-    from fluidgate.atomic import OutputError
     from fluidgate.controllers.export.outdir import write_files
     from fluidgate.simulator import plot
     from fluidgate.simulator.report import dump_report
@@ -312,8 +311,7 @@ def _write_study(out: Path, report: ValidationReport, force: bool, policy_file: 
     }
     try:
         write_files(out, files, force, inputs=[policy_file])
-    except OSError as exc:  # OutputError says it whole; others name the directory
-        _fail(f"error: {exc}" if isinstance(exc, OutputError)
-              else f"error: cannot write '{out}': {exc.strerror or exc}")
+    except OSError as exc:
+        _fail(_write_error(out, exc))
     Console(stderr=True).print(f"report and plots written to {out}", markup=False)
 
