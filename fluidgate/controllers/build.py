@@ -113,11 +113,12 @@ def classification(classes: list[WorkloadClass]) -> dict[str, object]:
     """The `classification` block: prompt-length ranges (see the module docstring)."""
     shared = Counter(c.prompt for c in classes)
     means = sorted(shared)
+    rank = {m: j for j, m in enumerate(means)}  # not means.index: a policy may hold 20,000
     # P < ⌈√(a·b)⌉ ⇔ P < √(a·b) ⇔ log P is nearer log a than log b, for whole tokens P
     cuts = [math.ceil(math.sqrt(a * b)) for a, b in itertools.pairwise(means)]
     rules: list[dict[str, object]] = []
     for c in classes:
-        j = means.index(c.prompt)
+        j = rank[c.prompt]
         low = cuts[j - 1] if j > 0 else None
         high = cuts[j] if j < len(cuts) else None
         if shared[c.prompt] > 1 or (low is None and high is None) or (
