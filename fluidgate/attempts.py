@@ -18,7 +18,7 @@ from fluidgate.solvers.base import MatrixLP, SolveOptions, SolverResult, Termina
 
 if TYPE_CHECKING:
     from fluidgate.solvers.scaling import Scaling
-    from fluidgate.verify import Verification
+    from fluidgate.verify import Failure, Verification
 
 LOOSE_TOLERANCE = 1e-7  # the solvers' own default, for a last attempt
 INFEASIBLE_CLAIMS = (TerminationStatus.INFEASIBLE, TerminationStatus.INFEASIBLE_OR_UNBOUNDED)
@@ -92,12 +92,14 @@ class Trial:
         """Verified and feasible (a verified answer is either a plan or a certificate)."""
         return self.verified and self.result.status is TerminationStatus.OPTIMAL
 
-    def failure(self) -> str:
-        """Why it is not verified, in words."""
+    def failure(self, describe: Callable[[Failure], str] | None = None) -> str:
+        """Why it is not verified, in words; `describe` names a failed row or column in
+        the policy's terms (`CompiledLP.describe`), else its matrix name is used."""
         if self.verification is None:
             why = f": {self.result.message}" if self.result.message else ""
             return f"the solver stopped with status {self.result.status.value}{why}"
-        worst = "; ".join(f.describe() for f in self.verification.worst(1))
+        worst = "; ".join(f.describe() if describe is None else describe(f)
+                          for f in self.verification.worst(1))
         return f"its answer failed fluidgate's check in every attempt: {worst}"
 
 

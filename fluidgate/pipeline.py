@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from fluidgate.formulations.matrix import CompiledLP
     from fluidgate.solvers.base import FloatArray
     from fluidgate.solvers.scaling import Scaling
-    from fluidgate.verify import Failure, Verification
+    from fluidgate.verify import Verification
 
 
 def solve_policy(
@@ -153,7 +153,7 @@ def _solve_verified(
         return last
     claim = ("an optimal plan" if last.result.status is TerminationStatus.OPTIMAL
              else "the policy infeasible")
-    found = "".join(f"\n    - {_readable(policy, compiled, f)}"
+    found = "".join(f"\n    - {compiled.describe(policy, f)}"
                     for f in last.verification.worst())
     other = "highs" if backend.name == "gurobi" else "gurobi"
     message = (f"{backend.name} reported {claim}, but the answer fails fluidgate's check in "
@@ -161,31 +161,3 @@ def _solve_verified(
                f"{other}, {RETRY_HINT}")
     unverified = SolverResult(backend.name, TerminationStatus.UNVERIFIED, message)
     return _Outcome(unverified, last.verification)
-
-
-def _readable(policy: Policy, compiled: CompiledLP, failure: Failure) -> str:
-    """A failure in the policy's terms: rows and columns named by class or SLO line."""
-    from fluidgate.formulations.columns import column_of
-
-    if failure.row is not None and failure.row < len(compiled.rows):
-        ref = compiled.rows[failure.row]
-        component, index = ref.component, ref.index
-    elif failure.column is not None and failure.column < len(compiled.columns):
-        component, index = compiled.columns[failure.column]
-    else:
-        return failure.describe()
-    if not isinstance(index, int):
-        return failure.describe()
-    where = failure.where
-    col = column_of(component, index) if failure.column is not None else None
-    if failure.row is not None and component == "slo" and index < len(policy.slos):
-        slo = policy.slos[index]
-        line = f" on line {slo.span.line}" if slo.span else ""
-        where = f"the SLO '{slo.label}'{line}"
-    elif component in ("violation", "violation_below") and index < len(policy.slos):
-        where = f"the violation of SLO '{policy.slos[index].label}'"
-    elif col is not None and col.cls_index is not None and index < len(policy.classes):
-        where = f"{col.var.value} of class '{policy.classes[index].name}'"
-    elif failure.row is not None and index < len(policy.classes):
-        where = f"{component} of class '{policy.classes[index].name}'"
-    return dataclasses.replace(failure, where=where).describe()

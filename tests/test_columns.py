@@ -6,7 +6,6 @@ from fluidgate.formulations.columns import Column, Var, column_of
 from fluidgate.formulations.fluid_lp import build_fluid_lp
 from fluidgate.formulations.matrix import compile_matrix
 from fluidgate.formulations.slo import add_slos
-from fluidgate.pipeline import _readable
 from fluidgate.sli_dsl.loader import parse_policy
 from fluidgate.verify import Check, Failure
 from tests.conftest import REFERENCE, with_slo
@@ -47,7 +46,7 @@ def test_verification_failures_are_named_in_policy_terms() -> None:
     x_col = compiled.column_index()[Column(Var.X, 1)]
     row = Failure(Check.ROW, "slo[0]", 1e-3, "does not hold", row=slo_row)
     col = Failure(Check.BOUND, "x[1]", 1e-3, "outside its bounds", column=x_col)
-    assert "the SLO 'wait(decode_heavy) <= 1 s' on line" in _readable(policy, compiled, row)
-    assert "x of class 'prefill_heavy'" in _readable(policy, compiled, col)
+    assert "the SLO 'wait(decode_heavy) <= 1 s' on line" in compiled.describe(policy, row)
+    assert "x of class 'prefill_heavy'" in compiled.describe(policy, col)
     plain = Failure(Check.GAP, "duality gap", 1e-3)
-    assert _readable(policy, compiled, plain) == plain.describe()
+    assert compiled.describe(policy, plain) == plain.describe()

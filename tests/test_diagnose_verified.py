@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -118,6 +119,10 @@ def test_a_trial_no_configuration_verifies_names_no_conflict(
     conflict = doc["conflict"]
     assert conflict["search_verified"] is False and why in conflict["search_failure"]
     assert conflict["slos"] == [] and conflict["conflicts"] == 0
+    # rows and columns named in the policy's terms, never by matrix name (`prefill_balance[0]`)
+    assert re.search(r"\w\[\d+\]", output + conflict["search_failure"]) is None, output
+    if why == "row check":
+        assert "of class '" in conflict["search_failure"]
 
 
 @pytest.mark.parametrize(("pick", "lie"), [

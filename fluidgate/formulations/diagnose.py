@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 
 import numpy as np
 
@@ -134,7 +135,7 @@ def conflicting_slos(
         return _search(lp, compiled, trials)
     except TrialUnverified as exc:
         trials.finish()
-        return Conflict(unverified=str(exc))
+        return Conflict(unverified=exc.trial.failure(partial(compiled.describe, lp.policy)))
 
 
 def _search(lp: FluidLP, compiled: CompiledLP, trials: _Trials) -> Conflict:
@@ -160,6 +161,7 @@ def _search(lp: FluidLP, compiled: CompiledLP, trials: _Trials) -> Conflict:
             break
     groups.sort(key=lambda g: min(g))  # in source order
     trials.total += 2 * sum(len(g) for g in groups)
+    named = partial(compiled.describe, lp.policy)  # a failure in the policy's terms
     out = []
     for group in groups:
         # the other conflicts' lines set aside; the unexamined ones too when some remain
@@ -174,7 +176,7 @@ def _search(lp: FluidLP, compiled: CompiledLP, trials: _Trials) -> Conflict:
             except TrialUnverified as exc:
                 items.append(ConflictSlo(slo.label, slo.span, slo.op, _moved_bound(slo, 0.0)[0],
                                          unit=slo.unit, unit_scale=slo.unit_scale,
-                                         unreliable=str(exc)))
+                                         unreliable=exc.trial.failure(named)))
                 continue
             bound, nearest = _moved_bound(slo, 0.0 if s is None else s)
             if s is None:

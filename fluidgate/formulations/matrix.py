@@ -12,16 +12,20 @@ infeasible subsets map back to policy lines.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from fluidgate.formulations.columns import CLASS_VARS, SPREAD_VARS, Column, Var, column_of
 from fluidgate.formulations.fluid_lp import FluidLP
 from fluidgate.solvers.base import CscMatrix, FloatArray, IndexedNames, MatrixLP
+
+if TYPE_CHECKING:
+    from fluidgate.model import Policy
+    from fluidgate.verify import Failure
 
 IntArray = np.ndarray[tuple[int], np.dtype[np.int64]]
 
@@ -112,6 +116,33 @@ class CompiledLP:
             col[present] = values[idx[present]]
             out[var] = col
         return out
+
+    def describe(self, policy: Policy, failure: Failure) -> str:
+        """`failure` in the policy's terms: its row or column named by class or SLO line,
+        not by matrix name (`prefill_balance[0]`). Serves the main solve's and the
+        conflict search's messages alike (their LPs share these rows and columns)."""
+        if failure.row is not None and failure.row < len(self.rows):
+            ref = self.rows[failure.row]
+            component, index = ref.component, ref.index
+        elif failure.column is not None and failure.column < len(self.columns):
+            component, index = self.columns[failure.column]
+        else:
+            return failure.describe()
+        if not isinstance(index, int):
+            return failure.describe()
+        where = failure.where
+        col = column_of(component, index) if failure.column is not None else None
+        if failure.row is not None and component == "slo" and index < len(policy.slos):
+            slo = policy.slos[index]
+            line = f" on line {slo.span.line}" if slo.span else ""
+            where = f"the SLO '{slo.label}'{line}"
+        elif component in ("violation", "violation_below") and index < len(policy.slos):
+            where = f"the violation of SLO '{policy.slos[index].label}'"
+        elif col is not None and col.cls_index is not None and index < len(policy.classes):
+            where = f"{col.var.value} of class '{policy.classes[index].name}'"
+        elif failure.row is not None and index < len(policy.classes):
+            where = f"{component} of class '{policy.classes[index].name}'"
+        return replace(failure, where=where).describe()
 
 
 def _linear(visitor: Any, expr: Any, col_of: dict[int, int], var_map: dict[int, Any],
