@@ -212,3 +212,38 @@ def test_bootstrap_ports_one_for_all_or_one_per_mixed_engine(spec: ControllerSpe
         Gateway(spec, mixed, [], handoff=Handoff.SGLANG, bootstrap_ports=[1, 2, 3])
     with pytest.raises(ValueError, match="vllm handoff only"):
         Gateway(spec, mixed, [], handoff=Handoff.SGLANG, streamed_prefill=True)
+
+
+@pytest.mark.parametrize("decode_first", [True, False])
+def test_a_failed_prefill_engine_does_not_keep_its_decode_half_waiting(
+        spec: ControllerSpec, decode_first: bool) -> None:
+    # A pair whose prefill half reaches an engine that has already failed: it answers 500 at
+    # once, and its decode half, whichever half comes first, is told (424) instead of
+    # waiting out the 300 s bootstrap time-out for a prefill that never runs.
+    timing = timing_from_spec(spec)
+
+    async def body() -> None:
+        async with AsyncExitStack() as stack:
+            ports = []
+            for is_mixed in (True, False):
+                core = EngineCore(timing, is_mixed, 20.0)
+                if is_mixed:
+                    core.failure = "engine iteration failed: RuntimeError: test"
+                runner, port = await start_site(EngineServer(core, str(len(ports))).app(), 0)
+                stack.push_async_callback(runner.cleanup)
+                ports.append(port)
+            mixed, solo = ports
+            s = await stack.enter_async_context(aiohttp.ClientSession())
+            pair = {"prompt_tokens": 30, "max_tokens": 5, "bootstrap_host": "127.0.0.1",
+                    "bootstrap_port": mixed, "bootstrap_room": 7}
+
+            async def post(port: int) -> int:
+                async with s.post(f"http://127.0.0.1:{port}/v1/completions", json=pair) as r:
+                    return r.status
+            first = asyncio.create_task(post(solo if decode_first else mixed))
+            await asyncio.sleep(0.05)
+            second = post(mixed if decode_first else solo)
+            a, b = await asyncio.wait_for(asyncio.gather(first, second), 10.0)
+            decode, prefill = (a, b) if decode_first else (b, a)
+            assert (prefill, decode) == (500, 424)
+    run(body)

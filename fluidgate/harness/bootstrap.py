@@ -86,9 +86,10 @@ class Rooms:
         return True
 
     def prefilled(self, room: int, text: str | None) -> None:
-        """The prefill ended (`text`: its first token) or failed (None)."""
-        r = self._rooms.get(room)
-        if r is not None and not r.first.done():
+        """The prefill ended (`text`: its first token) or failed (None), before or after
+        its decode half's handshake."""
+        r = self._get(room)
+        if not r.first.done():
             if text is None:
                 r.first.set_exception(ConnectionError("the prefill failed"))
             else:

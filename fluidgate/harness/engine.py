@@ -144,12 +144,14 @@ class EngineServer:
             return _json_error(str(exc))
         except web.HTTPRequestEntityTooLarge:
             return _json_error("request body too large", 413)
-        if self.core.failure is not None:
-            return _engine_failed(self.core.failure)
         try:
             boot = parse_bootstrap(req.body)
         except BadRequest as exc:
             return _json_error(str(exc))
+        if self.core.failure is not None:
+            if boot is not None and self._prefill_half(request):
+                self.rooms.prefilled(boot.room, None)  # its decode half must not wait for it
+            return _engine_failed(self.core.failure)
         if boot is not None:
             return await self._paired(request, req, boot)
         if req.step is not Step.DECODE and not self.core.mixed:
@@ -163,13 +165,18 @@ class EngineServer:
         self.core.submit(stream)
         return await self._answer(request, req, stream, rid)
 
+    def _prefill_half(self, request: web.Request) -> bool:
+        """Whether this engine plays a pair's prefill half (a mixed one, unless the gateway
+        placed the decode here)."""
+        return self.core.mixed and request.headers.get(HALF_HEADER) != "decode"
+
     async def _paired(self, request: web.Request, req: Request, boot: Bootstrap
                       ) -> web.StreamResponse:
         """One half of an SGLang pair (`bootstrap.py`): the prefill half on a mixed engine
         (after its decode half's handshake), else the decode half, which streams the
         prefill's first token and decodes the rest here."""
         rid = f"cmpl-{self.engine_id}-{next(self._ids)}"
-        if self.core.mixed and request.headers.get(HALF_HEADER) != "decode":
+        if self._prefill_half(request):
             if not await self.rooms.wait_for_decode(boot.room):
                 return _json_error(f"no decode server joined bootstrap room {boot.room}", 504,
                                    ENGINE_FAILED)
