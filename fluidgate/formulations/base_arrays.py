@@ -156,13 +156,13 @@ def base_assembly(policy: Policy, reserved: Sequence[tuple[str, object]] = (),
     if reserved_c is not None:
         c[n_obj:n_obj + len(reserved)] = reserved_c
 
-    var_of = np.full(n_cols, -1, dtype=np.int64)  # position in _ORDER (-1: reserved,
+    var_of = np.full(n_cols, -1, dtype=np.int64)  # position in _ORDER (-1: reserved)
     cls_at = np.zeros(n_cols, dtype=np.int64)
     for code, var in enumerate(_ORDER):
         present = np.flatnonzero(index[var] >= 0)
         var_of[index[var][present]] = code
         cls_at[index[var][present]] = present
-    names = [var.value for var in _ORDER]  # named just below)
+    names = [var.value for var in _ORDER]  # the reserved columns are named just below
     columns: list[tuple[str, object]] = list(zip([names[k] for k in var_of.tolist()],
                                                  cls_at.tolist(), strict=True))
     columns[n_obj:n_obj + len(reserved)] = reserved
