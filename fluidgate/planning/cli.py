@@ -124,10 +124,7 @@ def sweep(
         ex = connect(ray, workers, 1)
     except RayUnavailable as exc:
         _fail(f"error: {exc}")
-    result = _run(policy, varies, ex, quiet)
-    if isinstance(result, RayUnavailable):
-        _fail(f"error: {result}")
-    assert not isinstance(result, Exception)
+    result = _run(policy, varies, ex, quiet, points)
     inputs: list[str | Path] = [policy_file]
     if json_out is not None:
         _write(json_out, to_json(result), inputs)
@@ -151,25 +148,20 @@ def sweep(
         raise typer.Exit(EXIT_INFEASIBLE)
 
 
-def _run(policy: Policy, varies: list[Vary], ex: Executor,
-         quiet: bool) -> SweepResult | Exception:
+def _run(policy: Policy, varies: list[Vary], ex: Executor, quiet: bool,
+         total: int) -> SweepResult:
+    """The sweep's `total` points on `ex`, connected already (`parallel_cli.connect`), so
+    a Ray cluster that cannot be reached was refused before this."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from fluidgate.parallel import RayUnavailable
     from fluidgate.planning.sweep import run_sweep
 
     err = Console(stderr=True)
-    total = 1
-    for v in varies:
-        total *= len(v.values)
     with Progress("sweep", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True, disable=quiet or not err.is_terminal) as bar:
         task = bar.add_task("sweep", total=total)
-        try:
-            return run_sweep(policy, varies, ex.workers, ex,
-                             lambda done, _t: bar.update(task, completed=done))
-        except RayUnavailable as exc:
-            return exc
+        return run_sweep(policy, varies, ex.workers, ex,
+                         lambda done, _t: bar.update(task, completed=done))
 
 
 def capacity(
