@@ -4,6 +4,8 @@ grammar points at mistakes, and Ray and local processes return the same points i
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -215,3 +217,25 @@ def test_patched_arrays_are_the_compiled_ones(spec) -> None:  # type: ignore[no-
     np.testing.assert_array_equal(got.row_lower, fresh.row_lower)
     np.testing.assert_array_equal(got.row_upper, fresh.row_upper)
     np.testing.assert_allclose(dense(got), dense(fresh), rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("command", [["sweep", "--vary", "tpot 21ms, 22ms"], ["capacity"],
+                                     ["validate", "--quick"]])
+def test_cli_without_ray_refuses_in_words(command: list[str], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """--ray without the extra: exit 2 and the install hint, before any work, no traceback."""
+    from typer.testing import CliRunner
+
+    from fluidgate import cli
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    cli.mount_planning()
+    cli.mount_simulator()
+    out = tmp_path / "never.json"
+    name, *rest = command
+    json_opt = ["--out", str(tmp_path / "never")] if name == "validate" else ["--json", str(out)]
+    res = CliRunner().invoke(cli.app, [name, str(SLO_POLICY), *rest, "--ray", "auto",
+                                       *json_opt])
+    assert res.exit_code == 2, res.output
+    assert "Ray is not installed" in res.output and "Traceback" not in res.output
+    assert list(tmp_path.iterdir()) == []
