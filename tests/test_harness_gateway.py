@@ -162,6 +162,10 @@ def test_bad_requests_and_metrics(spec: ControllerSpec) -> None:
                 async with s.post(url + "/v1/completions", data=data, headers=headers) as r:
                     assert r.status == 400
                     assert (await r.json(content_type=None))["error"]["code"] == 400
+            async with s.post(url + "/v1/completions", data=b" " * (2 << 20), headers={
+                    "X-Fluidgate-Class": "decode_heavy"}) as r:  # over the 1 MiB limit
+                assert r.status == 413
+                assert (await r.json())["error"]["code"] == 413  # a JSON error, as the rest
             async with s.post(url + "/v1/completions", headers={
                     "X-Fluidgate-Class": "decode_heavy"},
                     json={"prompt_tokens": 5, "max_tokens": 3}) as r:
@@ -173,7 +177,7 @@ def test_bad_requests_and_metrics(spec: ControllerSpec) -> None:
             target = spec.classes[0].targets.prefill
             assert (f'fluidgate_gateway_plan_target{{class_name="decode_heavy",'
                     f'state="prefilling"}} {target!r}') in text
-            assert 'outcome="rejected"} 4.0' in text
+            assert 'outcome="rejected"} 5.0' in text
             assert 'fluidgate_gateway_requests_total{class_name="decode_heavy",' \
                    'outcome="served"} 1.0' in text
     run(body)

@@ -267,6 +267,9 @@ class Gateway:
         except BadRequest as exc:
             self.metrics.outcome(None, Outcome.REJECTED)
             return _error(400, str(exc), "invalid_request_error")
+        except web.HTTPRequestEntityTooLarge:
+            self.metrics.outcome(None, Outcome.REJECTED)
+            return _error(413, "request body too large", "invalid_request_error")
         if not self.backends.any_prefill_up():
             self.metrics.outcome(cls, Outcome.REJECTED)
             return _error(503, "no mixed engine is up", "unavailable")
