@@ -678,6 +678,11 @@ def main() -> None:
     except Exception as exc:  # last resort: never show users a raw traceback
         if os.environ.get("FLUIDGATE_DEBUG"):
             raise
+        from fluidgate.parallel import RayUnavailable
+
+        if isinstance(exc, RayUnavailable):  # lost mid-run (at connect each command says it)
+            _say(_stderr(), f"error: {exc}")
+            sys.exit(EXIT_INPUT)
         _say(_stderr(),
              f"internal error: {type(exc).__name__}: {exc}\n"
              "This is a bug in fluidgate; rerun with FLUIDGATE_DEBUG=1 for the traceback "

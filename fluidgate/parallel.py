@@ -232,6 +232,9 @@ class RayExecutor:
             if isinstance(exc.cause, Exception):
                 raise exc.cause from exc
             raise
+        except ray.exceptions.RayError as exc:  # a worker, node or the cluster lost mid-run
+            raise RayUnavailable(f"the Ray cluster at '{self.address}' failed during the run "
+                                 f"({type(exc).__name__}: {exc}); nothing was written") from None
 
     def _in_order(self, refs: list[Any], on_done: Done | None,
                   drain: Callable[[], None]) -> Iterator[Any]:

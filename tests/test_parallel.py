@@ -80,3 +80,37 @@ def test_workers_on_a_cold_cache_compile_once(tmp_path: Path,
     counts = list(LocalExecutor(2).map(compile_at, [start, start]))
     assert sorted(counts) == [(0, 1), (1, 0)]
     assert any(tmp_path.rglob("*.nbi"))  # the index numba saved
+
+
+def test_a_cluster_lost_mid_run_is_said_in_words(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A Ray error that is not the task's own (a worker or node lost) becomes
+    RayUnavailable, which the entry point prints as one error line with exit 2."""
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install ray")
+    from fluidgate import cli
+    from fluidgate.parallel import RayUnavailable
+
+    class LostRay:
+        exceptions = ray.exceptions
+
+        @staticmethod
+        def get(ref: object) -> object:
+            raise ray.exceptions.WorkerCrashedError()
+
+    ex = RayExecutor("10.0.0.9:6379", 2)
+    ex._ray = LostRay()
+    with pytest.raises(RayUnavailable, match=r"failed during the run.*WorkerCrashedError"):
+        ex._get(object())
+
+    def lost() -> None:
+        ex._get(object())
+
+    monkeypatch.setattr(cli, "_registered_names", lambda: frozenset({"check"}))
+    monkeypatch.setattr(cli, "app", lost)
+    monkeypatch.setattr("sys.argv", ["fluidgate", "check"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: the Ray cluster at '10.0.0.9:6379' failed during the run" in err
+    assert "internal error" not in err and "Traceback" not in err
