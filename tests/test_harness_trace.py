@@ -159,3 +159,23 @@ def test_a_replay_through_the_gateway_records_every_request(ref: ControllerSpec,
     lines = [json.loads(line) for line in jsonl(records).splitlines()]
     assert set(lines[0]) == {"cls", "send", "prompt", "output", "outcome", "status", "ttft",
                              "finish", "tokens", "chunks"}
+
+
+@pytest.mark.parametrize(("command", "args", "words"), [
+    ("load", ["--speed", "2"], "--speed without --trace would be ignored"),
+    ("load", ["--offset", "3", "--limit", "5"], "--offset, --limit without --trace"),
+    ("harness", ["--trace-format", "azure"], "--trace-format without --trace"),
+])
+def test_trace_options_without_a_trace_are_refused(tmp_path: Path, command: str,
+                                                   args: list[str], words: str) -> None:
+    # they would change nothing: a Poisson run would go ahead as if they were not given
+    mount_simulator()
+    mount_harness()
+    first = ([str(REFERENCE_SPEC), "--target", "http://127.0.0.1:9"] if command == "load"
+             else [str(Path(__file__).parent.parent / "examples" / "two_class.sli"),
+                   "--gpus", "2"])
+    res = CliRunner().invoke(app, [command, *first, "--duration", "10", "--out",
+                                   str(tmp_path / "r"), *args])
+    assert res.exit_code == 2, res.output
+    assert words in " ".join(res.output.split())
+    assert not (tmp_path / "r").exists()

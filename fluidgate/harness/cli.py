@@ -65,6 +65,25 @@ def lead_option(value: float) -> None:
         fail(f"error: --prefill-lead must be 0 or more milliseconds, not {value}")
 
 
+def replay_options(trace: Path | None, trace_format: str, speed: float, offset: float,
+                   limit: int | None = None) -> None:
+    """Exit 2 on a trace option that would be silently ignored (no --trace) or an unknown
+    --trace-format, before anything is read, solved or started."""
+    if trace is None:
+        given = [name for name, value, default in (
+            ("--trace-format", trace_format, "auto"), ("--speed", speed, 1.0),
+            ("--offset", offset, 0.0), ("--limit", limit, None)) if value != default]
+        if given:
+            fail(f"error: {', '.join(given)} without --trace would be ignored (trace options "
+                 "shape a replayed trace only); give --trace FILE or leave them out")
+        return
+    from fluidgate.planning.traces import TraceFormat
+
+    if trace_format not in [f.value for f in TraceFormat]:
+        fail("error: --trace-format must be auto, azure, mooncake or plain, not "
+             f"{trace_format!r}")
+
+
 def _timing(spec_file: Path | None, policy_file: Path | None) -> EngineTiming:
     from fluidgate.harness.timing import timing_from_cluster, timing_from_spec
 
@@ -301,6 +320,7 @@ def load(
     positive("--time-scale", time_scale)
     if not target.startswith(("http://", "https://")):
         fail(f"error: --target {target!r} is not an http:// or https:// URL")
+    replay_options(trace, trace_format, speed, offset, limit)
     spec = _spec(spec_file)
     import asyncio
 
@@ -330,14 +350,13 @@ def load(
 
 def replay_arrivals(spec: ControllerSpec, path: Path, kind: str, duration: float, seed: int,
                     speed: float, offset: float, limit: int | None) -> list[Any]:
-    """The trace's arrivals (`load.trace_arrivals`), with a line saying how they split."""
+    """The trace's arrivals (`load.trace_arrivals`), with a line saying how they split;
+    `kind` is a format `replay_options` accepted."""
     from collections import Counter
 
     from fluidgate.harness.load import trace_arrivals
     from fluidgate.planning.traces import TraceError, TraceFormat, read_trace
 
-    if kind not in [f.value for f in TraceFormat]:
-        fail(f"error: --trace-format must be auto, azure, mooncake or plain, not {kind!r}")
     try:
         replayed = read_trace(path, TraceFormat(kind))
     except TraceError as exc:
@@ -437,6 +456,7 @@ def harness(
     if stream_interval < 1:
         fail(f"error: --stream-interval must be at least 1, not {stream_interval}")
     lead_option(prefill_lead)
+    replay_options(trace, trace_format, speed, offset)
     from fluidgate.harness.prereqs import MissingPrerequisite, real_engines
 
     try:
