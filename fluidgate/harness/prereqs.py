@@ -18,14 +18,16 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from fluidgate.controllers.export.flags import SGLANG_FLAGS, VLLM_FLAGS
 from fluidgate.harness.cli import EngineKind
 from fluidgate.harness.launch import RealEngines, gpus_needed
 from fluidgate.harness.model_choice import check_model
 
-VLLM_VERSION = "0.33.0"
-SGLANG_VERSION = "0.5.23"
-VLLM_INSTALL = "pip install vllm==0.33.0"  # the versions whose flags controllers/flags/ holds
-SGLANG_INSTALL = "pip install 'sglang[all]==0.5.23'"
+# the versions whose flags controllers/flags/ holds, so the plan's command lines parse there
+VLLM_VERSION = VLLM_FLAGS.removeprefix("vllm-")
+SGLANG_VERSION = SGLANG_FLAGS.removeprefix("sglang-")
+VLLM_INSTALL = f"pip install vllm=={VLLM_VERSION}"
+SGLANG_INSTALL = f"pip install 'sglang[all]=={SGLANG_VERSION}'"
 SGLANG_MODULE = "sglang.launch_server"
 NVIDIA_SMI_TIMEOUT_S = 30.0
 
