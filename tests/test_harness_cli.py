@@ -19,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fluidgate.cli import app, mount_harness, mount_simulator
+from tests.harness_support import processes_mentioning
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = ROOT / "examples" / "two_class.sli"
@@ -28,21 +29,6 @@ def _cli(*args: str) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen([sys.executable, "-m", "fluidgate", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _processes_mentioning(text: str) -> list[int]:
-    """Live processes whose command line names `text` (the run's own directory)."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if text in cmd and int(pid) != os.getpid():
-            found.append(int(pid))
-    return found
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +53,7 @@ def test_harness_accounts_for_every_request_and_leaves_no_process(tmp_path: Path
     assert set(report["measured"]["classes"]) == {"decode_heavy", "prefill_heavy"}
     assert report["predicted"]["revenue_per_gpu"] == pytest.approx(297.7162, rel=1e-4)
     assert (out / "measured_vs_predicted.png").stat().st_size > 1000
-    assert _processes_mentioning(str(out)) == []
+    assert processes_mentioning(str(out)) == []
 
 
 def test_ctrl_c_stops_every_child(tmp_path: Path) -> None:
@@ -82,12 +68,12 @@ def test_ctrl_c_stops_every_child(tmp_path: Path) -> None:
         if not line and proc.poll() is not None:
             break
     assert "sent" in line, "the load never started"
-    assert _processes_mentioning(str(out))  # its engines and gateway are running
+    assert processes_mentioning(str(out))  # its engines and gateway are running
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
     assert proc.returncode == 130
     time.sleep(0.5)
-    assert _processes_mentioning(str(out)) == []
+    assert processes_mentioning(str(out)) == []
 
 
 def test_engine_refuses_a_taken_port() -> None:

@@ -10,7 +10,6 @@ accounting and that no process is left, but not that the real servers accept the
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from typer.testing import CliRunner
 from fluidgate.cli import app, mount_harness, mount_simulator
 from fluidgate.harness.bodies import TokenPrompts, chunk_tokens
 from tests.fake_engines import alive, base_env, install
+from tests.harness_support import processes_mentioning
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = ROOT / "examples" / "two_class.sli"
@@ -56,16 +56,7 @@ def _records(where: Path) -> list[dict[str, object]]:
 def _check_nothing_left(records: list[dict[str, object]], out: Path) -> None:
     pids = [int(str(r[k])) for r in records for k in ("pid", "sleeper")]
     assert pids and [p for p in pids if alive(p)] == []
-    mentioning = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if str(out).encode() in cmd and alive(int(entry)):
-                mentioning.append(int(entry))
-    assert mentioning == []  # the gateway (its spec lies under the run directory)
+    assert processes_mentioning(str(out)) == []  # the gateway (its spec lies under the run)
 
 
 def _accounted(out: Path) -> dict[str, object]:
