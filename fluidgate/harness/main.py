@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 EXIT_INFEASIBLE, EXIT_SOLVER = 3, 4
 SCHEMA = "fluidgate.harness/v1"
+
+
 def sglang_warning(spec: ControllerSpec) -> str | None:
     """What of the plan SGLang servers are expected to fail through the gateway, if any."""
     from fluidgate.controllers.export import plan
